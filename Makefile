@@ -1,0 +1,41 @@
+# `make run` and `make test` do all set-up on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DJANGO_SETTINGS_MODULE ?= outreach.settings.dev
+
+.PHONY: run test lint deps services db migrate seed bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+deps: $(VENV)/.installed
+
+services:
+	bin/ensure-services
+
+db: deps services
+	$(PY) bin/ensure-database
+
+migrate: db
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py periodic_tasks_sync
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+run: seed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
+
+test: db
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,239 @@
+from django.db import models
+from django.db.models import Q
+
+from outreach.common.models import TenantOwned
+
+
+class Lead(TenantOwned):
+    """A prospect. ``email`` is stored normalised (see campaigns.services.leads)."""
+
+    class Validation(models.TextChoices):
+        UNKNOWN = "unknown"
+        VALID = "valid"
+        RISKY = "risky"
+        INVALID = "invalid"
+
+    email = models.CharField(max_length=320)
+    first_name = models.CharField(max_length=100, blank=True, default="")
+    last_name = models.CharField(max_length=100, blank=True, default="")
+    company = models.CharField(max_length=200, blank=True, default="")
+    title = models.CharField(max_length=200, blank=True, default="")
+    timezone = models.CharField(max_length=64, blank=True, default="")
+    country = models.CharField(max_length=2, blank=True, default="", help_text="ISO 3166-1 alpha-2")
+    phone = models.CharField(max_length=16, blank=True, default="", help_text="E.164")
+    custom_fields = models.JSONField(default=dict, blank=True)
+
+    validation_status = models.CharField(
+        max_length=16, choices=Validation.choices, default=Validation.UNKNOWN
+    )
+    validation_reason = models.CharField(max_length=200, blank=True, default="")
+    is_role_address = models.BooleanField(default=False)
+    is_disposable = models.BooleanField(default=False)
+    validated_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "email"], name="lead_email_unique_per_tenant"
+            ),
+            models.CheckConstraint(condition=~Q(email=""), name="lead_email_not_empty"),
+            models.CheckConstraint(
+                condition=Q(phone="") | Q(phone__regex=r"^\+[1-9][0-9]{6,14}$"),
+                name="lead_phone_e164",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "company"], name="lead_tenant_company_idx"),
+            models.Index(fields=["tenant", "created_at"], name="lead_tenant_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        name = f"{self.first_name} {self.last_name}".strip()
+        return f"{name} <{self.email}>" if name else self.email
+
+
+class Campaign(TenantOwned):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        ACTIVE = "active"
+        PAUSED = "paused"
+        ARCHIVED = "archived"
+
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    sender_identity = models.ForeignKey(
+        "messaging.SenderIdentity", on_delete=models.PROTECT, related_name="campaigns"
+    )
+    current_version = models.ForeignKey(
+        "campaigns.CampaignPlanVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "status"], name="campaign_tenant_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.status}]"
+
+
+class CampaignPlanVersion(TenantOwned):
+    """An immutable plan document. A database trigger refuses any change to plan or checksum."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    plan = models.JSONField()
+    checksum = models.CharField(max_length=64, help_text="SHA-256 of the canonical plan JSON")
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "version"], name="planversion_unique"),
+            models.UniqueConstraint(
+                fields=["campaign", "checksum"], name="planversion_checksum_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign.name} v{self.version}"
+
+
+class Enrollment(TenantOwned):
+    """A lead's journey through one campaign, pinned to the plan version it started on.
+
+    ``step_seq`` counts step entries; a transition out of a step entry happens at most once
+    (``EnrollmentTransition`` is unique on it), which is what makes transitions exactly-once.
+    """
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        PAUSED = "paused"
+        COMPLETED = "completed"
+        STOPPED = "stopped"
+        FAILED = "failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="enrollments")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="enrollments")
+    plan_version = models.ForeignKey(
+        CampaignPlanVersion, on_delete=models.PROTECT, related_name="enrollments"
+    )
+    sender_identity = models.ForeignKey(
+        "messaging.SenderIdentity", on_delete=models.PROTECT, related_name="enrollments"
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    current_step = models.CharField(max_length=100)
+    step_seq = models.PositiveIntegerField(default=0)
+    step_entered_at = models.DateTimeField(auto_now_add=True)
+    outcome = models.CharField(max_length=100, blank=True, default="")
+    stop_reason = models.CharField(max_length=200, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+    paused_until = models.DateTimeField(null=True, blank=True)
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "lead"],
+                condition=Q(state__in=["active", "paused"]),
+                name="enrollment_one_live_per_lead_campaign",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "campaign", "state"], name="enrollment_campaign_idx"),
+            models.Index(fields=["lead"], name="enrollment_lead_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"enrollment {self.pk}: lead {self.lead_id} in campaign {self.campaign_id} [{self.state}]"
+
+
+class EnrollmentTransition(TenantOwned):
+    """Why an enrollment moved: one row per step entry left, with its trigger and cause."""
+
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="transitions")
+    from_step = models.CharField(max_length=100)
+    from_seq = models.PositiveIntegerField()
+    to_step = models.CharField(max_length=100, blank=True, default="")
+    trigger = models.CharField(max_length=32)
+    cause = models.CharField(max_length=300, blank=True, default="")
+    message = models.ForeignKey(
+        "messaging.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    event_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["enrollment", "from_seq"], name="transition_once_per_step_entry"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_step} --{self.trigger}--> {self.to_step or '(end)'}"
+
+
+class ScheduledAction(TenantOwned):
+    """Every future action is a row: Postgres owns time, Celery messages are only hints.
+
+    A sweeper claims due rows with ``FOR UPDATE SKIP LOCKED``, sets ``lease_expires_at`` and bumps
+    ``attempt``; a worker commits its result only while its attempt is still the current one.
+    """
+
+    class Kind(models.TextChoices):
+        SEND = "send"
+        ADVANCE = "advance"
+        TIMEOUT = "timeout"
+        RESUME = "resume"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        CLAIMED = "claimed"
+        DONE = "done"
+        CANCELLED = "cancelled"
+
+    enrollment = models.ForeignKey(
+        Enrollment, on_delete=models.CASCADE, related_name="scheduled_actions"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    step = models.CharField(max_length=100)
+    step_seq = models.PositiveIntegerField()
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    priority = models.SmallIntegerField(
+        default=1, help_text="Lower runs first under a cap: follow-ups before first touches."
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    payload = models.JSONField(default=dict, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["due_at"], condition=Q(status="pending"), name="action_due_pending_idx"
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="claimed"),
+                name="action_lease_claimed_idx",
+            ),
+            models.Index(fields=["enrollment", "status"], name="action_enrollment_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.step} for enrollment {self.enrollment_id} at {self.due_at:%Y-%m-%d %H:%M} [{self.status}]"

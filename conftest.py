@@ -1,0 +1,37 @@
+"""Fixtures shared by every app: tenants and API clients authenticated as a tenant."""
+
+from collections.abc import Callable
+
+import pytest
+from rest_framework.test import APIClient
+
+from outreach.tenancy.models import Tenant, TenantAPIKey
+from outreach.testing.factories import TenantFactory
+
+
+@pytest.fixture
+def tenant(db) -> Tenant:
+    return TenantFactory()
+
+
+@pytest.fixture
+def other_tenant(db) -> Tenant:
+    return TenantFactory()
+
+
+@pytest.fixture
+def api_client_for(db) -> Callable[[Tenant], APIClient]:
+    """``api_client_for(tenant)``: a DRF client sending a fresh API key of that tenant."""
+
+    def make(tenant: Tenant) -> APIClient:
+        _, key = TenantAPIKey.objects.create_key(name="test", tenant=tenant)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api(api_client_for, tenant) -> APIClient:
+    return api_client_for(tenant)

@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from messaging.services.partitions import event_partitions_ensure as _event_partitions_ensure
+
+
+@shared_task(name="maintenance.event_partitions_ensure", ignore_result=True, acks_late=True)
+def event_partitions_ensure() -> int:
+    return _event_partitions_ensure()

@@ -1,0 +1,8 @@
+"""The versioned REST API: each app contributes its routes here."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("campaigns.urls")),
+    path("", include("messaging.urls")),
+]

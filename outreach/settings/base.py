@@ -123,7 +123,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["outreach.tenancy.auth.TenantAPIKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["outreach.tenancy.auth.IsTenant"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["outreach.common.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "outreach.common.errors.api_exception_handler",
@@ -142,12 +142,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "Authorization"}
-        }
-    },
-    "SECURITY": [{"ApiKeyAuth": []}],
+    # The ApiKeyAuth security scheme comes from outreach.tenancy.schema (one per operation).
 }
 
 # Celery: messages are hints (ids only, JSON), results are never stored, and every task name

@@ -1,0 +1,57 @@
+"""Reading campaign-side data. Every function is scoped by ``tenant_id`` first."""
+
+import datetime
+
+from django.db.models import Q, QuerySet
+
+from campaigns.models import Lead
+from campaigns.validation.email import InvalidEmail, email_normalize
+from outreach.common.errors import NotFound
+
+
+def lead_get(*, tenant_id: int, lead_id: int, for_update: bool = False) -> Lead:
+    """The tenant's lead, or ``NotFound`` (another tenant's id looks exactly like a missing one)."""
+    queryset = Lead.objects.for_tenant(tenant_id)
+    if for_update:
+        queryset = queryset.select_for_update()
+    try:
+        return queryset.get(pk=lead_id)
+    except Lead.DoesNotExist:
+        raise NotFound("Lead not found.") from None
+
+
+def lead_list(
+    *,
+    tenant_id: int,
+    email: str | None = None,
+    company: str | None = None,
+    validation_status: str | None = None,
+    created_after: datetime.datetime | None = None,
+    created_before: datetime.datetime | None = None,
+    q: str | None = None,
+) -> QuerySet[Lead]:
+    """The tenant's leads, filtered. ``email`` matches the stored (normalised) form, so
+    ``Jane@Example.com`` finds ``jane@example.com``; ``q`` searches names and company."""
+    queryset = Lead.objects.for_tenant(tenant_id)
+    if email:
+        try:
+            email = email_normalize(email=email)
+        except InvalidEmail:
+            email = email.strip().lower()
+        queryset = queryset.filter(email=email)
+    if company:
+        queryset = queryset.filter(company=company)
+    if validation_status:
+        queryset = queryset.filter(validation_status=validation_status)
+    if created_after:
+        queryset = queryset.filter(created_at__gte=created_after)
+    if created_before:
+        queryset = queryset.filter(created_at__lt=created_before)
+    if q:
+        for term in q.split():
+            queryset = queryset.filter(
+                Q(first_name__icontains=term)
+                | Q(last_name__icontains=term)
+                | Q(company__icontains=term)
+            )
+    return queryset

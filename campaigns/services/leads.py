@@ -1,0 +1,315 @@
+"""Creating, changing and removing leads.
+
+Callers (the API, ``leads_import``) hand in values of the right JSON types; this module owns
+the domain rules: the email verdict (``campaigns.validation.email``), the stored forms of
+phone, time zone and country, and uniqueness of the email within a tenant. A rule that fails
+is reported with the field it concerns, so the API can answer with a field path.
+"""
+
+import datetime
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import ProtectedError
+from django.utils import timezone
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from campaigns.models import Lead
+from campaigns.selectors import lead_get
+from campaigns.validation.email import EmailCheck, Status, email_validate
+from campaigns.validation.fields import country_normalize, phone_normalize, timezone_normalize
+from outreach.common.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+# Everything a caller may set on a lead; the rest (validation verdict, timestamps) is ours.
+LEAD_INPUT_FIELDS = (
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "timezone",
+    "country",
+    "phone",
+    "custom_fields",
+)
+BULK_MAX_ROWS = 10_000
+ALREADY_EXISTS = "already exists"
+_EMAIL_UNIQUE = "lead_email_unique_per_tenant"
+_NORMALIZERS: dict[str, Callable[[str], str]] = {
+    "phone": phone_normalize,
+    "timezone": timezone_normalize,
+    "country": country_normalize,
+}
+
+_VERDICT_KEYS = (
+    "email",
+    "validation_status",
+    "validation_reason",
+    "is_role_address",
+    "is_disposable",
+    "validated_at",
+)
+
+FieldErrors = dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class LeadBulkSkip:
+    index: int
+    email: str
+    reason: str
+    existing_id: int | None = None
+
+
+@dataclass
+class LeadBulkResult:
+    created: list[tuple[int, int]] = field(default_factory=list)  # (row index, lead id)
+    skipped: list[LeadBulkSkip] = field(default_factory=list)
+    errors: dict[int, FieldErrors] = field(default_factory=dict)
+
+
+def _verdict_fields(check: EmailCheck, *, now: datetime.datetime) -> dict[str, Any]:
+    return {
+        "email": check.email,
+        "validation_status": str(check.status),
+        "validation_reason": check.reason[:200],
+        "is_role_address": check.is_role_address,
+        "is_disposable": check.is_disposable,
+        "validated_at": now,
+    }
+
+
+def _clean(
+    data: Mapping[str, Any], *, now: datetime.datetime
+) -> tuple[dict[str, Any], FieldErrors]:
+    """Stored values for the fields present in ``data``, or the reasons they cannot be stored."""
+    unknown = sorted(set(data) - set(LEAD_INPUT_FIELDS))
+    errors: FieldErrors = {key: ["Unknown field."] for key in unknown}
+    clean: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in unknown:
+            continue
+        if key == "email":
+            check = email_validate(email=value)
+            if check.status == Status.INVALID:
+                errors["email"] = [check.reason]
+            else:
+                clean.update(_verdict_fields(check, now=now))
+        elif key in _NORMALIZERS:
+            try:
+                clean[key] = _NORMALIZERS[key](value or "")
+            except ValueError as exc:
+                errors[key] = [str(exc)]
+        elif key == "custom_fields":
+            clean[key] = dict(value or {})
+        else:
+            clean[key] = (value or "").strip()
+    return clean, errors
+
+
+def _raise_invalid(errors: FieldErrors) -> None:
+    path, reasons = next(iter(errors.items()))
+    raise ApplicationError(f"{path}: {reasons[0]}", code="invalid", extra=errors)
+
+
+def _duplicate(email: str) -> ApplicationError:
+    reason = f"A lead with the email {email} already exists."
+    return ApplicationError(f"email: {reason}", code="duplicate", extra={"email": [reason]})
+
+
+def _is_email_conflict(exc: IntegrityError) -> bool:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) == _EMAIL_UNIQUE
+
+
+def lead_create(*, tenant_id: int, data: Mapping[str, Any]) -> Lead:
+    """Create one lead. Invalid fields and an email the tenant already has raise
+    ``ApplicationError`` naming the field; role and disposable addresses are stored as
+    ``risky``."""
+    if "email" not in data:
+        _raise_invalid({"email": ["This field is required."]})
+    clean, errors = _clean(data, now=timezone.now())
+    if errors:
+        _raise_invalid(errors)
+    try:
+        with transaction.atomic(durable=True):
+            lead = Lead.objects.create(tenant_id=tenant_id, **clean)
+    except IntegrityError as exc:
+        if _is_email_conflict(exc):
+            raise _duplicate(clean["email"]) from None
+        raise
+    logger.info("lead.created", extra={"tenant_id": tenant_id, "lead_id": lead.pk})
+    return lead
+
+
+def lead_update(*, tenant_id: int, lead_id: int, data: Mapping[str, Any]) -> Lead:
+    """Change the given fields. A new email is validated again (a new verdict is stored)."""
+    with transaction.atomic(durable=True):
+        lead = lead_get(tenant_id=tenant_id, lead_id=lead_id, for_update=True)
+        clean, errors = _clean(data, now=timezone.now())
+        if errors:
+            _raise_invalid(errors)
+        if clean.get("email") == lead.email:
+            # Same address after normalisation: keep the verdict it already has.
+            for key in _VERDICT_KEYS:
+                clean.pop(key, None)
+        for key, value in clean.items():
+            setattr(lead, key, value)
+        if clean:
+            try:
+                with transaction.atomic():
+                    lead.save(update_fields=[*clean, "updated_at"])
+            except IntegrityError as exc:
+                if _is_email_conflict(exc):
+                    raise _duplicate(clean["email"]) from None
+                raise
+    logger.info("lead.updated", extra={"tenant_id": tenant_id, "lead_id": lead.pk})
+    return lead
+
+
+def lead_delete(*, tenant_id: int, lead_id: int) -> None:
+    """Delete a lead and its enrollments. A lead we have already emailed stays: the send
+    ledger (``Message``) keeps its history, so that is a 409, not a silent cascade."""
+    with transaction.atomic(durable=True):
+        lead = lead_get(tenant_id=tenant_id, lead_id=lead_id, for_update=True)
+        try:
+            with transaction.atomic():
+                lead.delete()
+        except ProtectedError:
+            raise ApplicationError(
+                "This lead has messages in the send ledger and cannot be deleted; "
+                "suppress the address instead to stop all further email.",
+                code="in_use",
+                status_code=409,
+            ) from None
+    logger.info("lead.deleted", extra={"tenant_id": tenant_id, "lead_id": lead_id})
+
+
+_INSERT_COLUMNS = (
+    ("email", "text"),
+    ("first_name", "text"),
+    ("last_name", "text"),
+    ("company", "text"),
+    ("title", "text"),
+    ("timezone", "text"),
+    ("country", "text"),
+    ("phone", "text"),
+    ("custom_fields", "jsonb"),
+    ("validation_status", "text"),
+    ("validation_reason", "text"),
+    ("is_role_address", "boolean"),
+    ("is_disposable", "boolean"),
+    ("validated_at", "timestamptz"),
+)
+
+
+def _insert_ignoring_existing(
+    *, tenant_id: int, rows: Sequence[dict[str, Any]], now: datetime.datetime
+) -> dict[str, int]:
+    """One ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING RETURNING``: a single round
+    trip for any number of rows, and an address inserted concurrently by someone else is
+    skipped rather than failing the batch. Returns email → new lead id."""
+    if not rows:
+        return {}
+    names = [name for name, _ in _INSERT_COLUMNS]
+    query = sql.SQL(
+        "INSERT INTO {table} (tenant_id, created_at, updated_at, {columns}) "
+        "SELECT %s, %s, %s, {selected} FROM unnest({arrays}) AS t({columns}) "
+        "ON CONFLICT (tenant_id, email) DO NOTHING RETURNING email, id"
+    ).format(
+        table=sql.Identifier(Lead._meta.db_table),
+        columns=sql.SQL(", ").join(sql.Identifier(name) for name in names),
+        selected=sql.SQL(", ").join(sql.Identifier("t", name) for name in names),
+        arrays=sql.SQL(", ").join(
+            sql.SQL("%s::{}[]").format(sql.SQL(pg_type)) for _, pg_type in _INSERT_COLUMNS
+        ),
+    )
+    params: list[Any] = [tenant_id, now, now]
+    for name, _ in _INSERT_COLUMNS:
+        column = [row.get(name, "") for row in rows]
+        if name == "custom_fields":
+            column = [Jsonb(value or {}) for value in column]
+        elif name in {"is_role_address", "is_disposable"}:
+            column = [bool(value) for value in column]
+        elif name == "validated_at":
+            column = [row.get(name) for row in rows]
+        params.append(column)
+    with connection.cursor() as cursor:
+        cursor.execute(query.as_string(cursor.connection), params)
+        return dict(cursor.fetchall())
+
+
+def lead_bulk_create(
+    *, tenant_id: int, rows: Sequence[tuple[int, Mapping[str, Any]]]
+) -> LeadBulkResult:
+    """Create many leads in one transaction; each row succeeds or fails on its own.
+
+    ``rows`` pairs each row with the index the caller reports it by. A row with an invalid
+    field lands in ``errors``; a row whose email the tenant already has (or that repeats an
+    earlier row of the same batch) is skipped with a reason; the rest are inserted together.
+    """
+    if len(rows) > BULK_MAX_ROWS:
+        raise ApplicationError(
+            f"items: at most {BULK_MAX_ROWS} rows per request.",
+            extra={"items": [f"Ensure this field has no more than {BULK_MAX_ROWS} elements."]},
+        )
+    now = timezone.now()
+    result = LeadBulkResult()
+    accepted: list[tuple[int, dict[str, Any]]] = []
+    first_index_of: dict[str, int] = {}
+    for index, data in rows:
+        if "email" not in data:
+            result.errors[index] = {"email": ["This field is required."]}
+            continue
+        clean, errors = _clean(data, now=now)
+        if errors:
+            result.errors[index] = errors
+            continue
+        email = clean["email"]
+        if email in first_index_of:
+            result.skipped.append(
+                LeadBulkSkip(
+                    index=index,
+                    email=email,
+                    reason=f"duplicate of items/{first_index_of[email]} in this request",
+                )
+            )
+            continue
+        first_index_of[email] = index
+        accepted.append((index, clean))
+
+    with transaction.atomic(durable=True):
+        inserted = _insert_ignoring_existing(
+            tenant_id=tenant_id, rows=[clean for _, clean in accepted], now=now
+        )
+        missing = [clean["email"] for _, clean in accepted if clean["email"] not in inserted]
+        existing = dict(
+            Lead.objects.for_tenant(tenant_id).filter(email__in=missing).values_list("email", "id")
+        )
+    for index, clean in accepted:
+        email = clean["email"]
+        if email in inserted:
+            result.created.append((index, inserted[email]))
+        else:
+            result.skipped.append(
+                LeadBulkSkip(
+                    index=index, email=email, reason=ALREADY_EXISTS, existing_id=existing.get(email)
+                )
+            )
+    result.skipped.sort(key=lambda skip: skip.index)
+    logger.info(
+        "lead.bulk_created",
+        extra={
+            "tenant_id": tenant_id,
+            "created_count": len(result.created),
+            "skipped_count": len(result.skipped),
+            "rejected_count": len(result.errors),
+        },
+    )
+    return result

@@ -1,0 +1,70 @@
+"""Serializer building blocks for a strict JSON API.
+
+DRF is lenient by default: ``"first_name": 12`` becomes ``"12"``, ``"paused": "yes"`` becomes
+``True`` and a misspelt key is silently ignored. For an integration API that hides bugs in the
+caller's code, so these fields accept only the JSON type they document, and
+``StrictSerializer`` refuses keys it does not know, naming each one.
+"""
+
+from typing import Any
+
+from rest_framework import serializers
+
+
+class StrictCharField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    default_error_messages = {"invalid": "A valid integer is required (a JSON number)."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"invalid": "Must be a JSON boolean (true or false)."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses unknown keys, and read-only ones, with a field-path error each."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            writable = {name for name, f in self.fields.items() if not f.read_only}
+            unknown = sorted(str(key) for key in data if key not in writable)
+            if unknown:
+                readonly = {name for name, f in self.fields.items() if f.read_only}
+                raise serializers.ValidationError(
+                    {
+                        key: ["This field is read-only." if key in readonly else "Unknown field."]
+                        for key in unknown
+                    }
+                )
+        return super().to_internal_value(data)
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text='Field path → reasons, e.g. `{"items/3/email": ["Enter a valid email ..."]}`.',
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every 4xx body (``outreach.common.errors``)."""
+
+    error = ErrorBodySerializer()

@@ -1,0 +1,357 @@
+"""Routes of the emulator, and ``emulator_run`` which serves them until interrupted.
+
+SendGrid's API lives under ``/v3/``; the emulator's own controls (for tests, benchmarks and the
+demo) live under ``/_emulator/`` and need no key:
+
+- ``GET /_emulator/messages?to=&x_message_id=&arg.<custom_arg>=&limit=``: accepted messages,
+  one per personalization, newest first; ``DELETE`` forgets them.
+- ``GET /_emulator/public-key``: ``{"public_key": base64 DER SPKI}`` (also at SendGrid's
+  ``GET /v3/user/webhooks/event/settings/signed``).
+- ``GET|POST /_emulator/tenants``: routes ``{tenant, events_url, inbound_url, inbound_secret}``.
+- ``GET|POST /_emulator/config``: read or patch runtime options (rates, faults, delays...).
+- ``GET /_emulator/stats``, ``GET /_emulator/deliveries``: counters and recent webhook POSTs.
+- ``POST /_emulator/flush``: make pending events due now. ``POST /_emulator/reset``: back to
+  the start-up state (messages, routes, options, counters, pending events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import gzip
+import json
+import logging
+import random
+import signal
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from .addresscheck import email_verdict
+from .catcher import catcher_page
+from .config import EmulatorConfig
+from .httpserver import Request, Response, serve
+from .mailsend import (
+    SERVER_ERROR_BODY,
+    TOO_LARGE_BODY,
+    TOO_MANY_BODY,
+    UNAUTHORIZED_BODY,
+    message_id_new,
+    payload_validate,
+    records_expand,
+    sandbox_enabled,
+)
+from .webhooks import Dispatcher, Signer, Stats, TenantRegistry
+
+logger = logging.getLogger("sendgrid_emulator")
+
+JSON = "application/json"
+
+
+def _json(status: int, data: Any, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(status, json.dumps(data).encode(), headers=headers or [], content_type=JSON)
+
+
+def _errors(status: int, errors: list[dict[str, Any]], headers: list) -> Response:
+    return _json(status, {"errors": errors}, headers)
+
+
+class Emulator:
+    def __init__(self, config: EmulatorConfig):
+        self.config = config
+        self._startup_config = copy.deepcopy(config)
+        self.signer = Signer.from_setting(config.signing_key_file)
+        self.registry = TenantRegistry()
+        if config.tenants_file:
+            self.registry.load_file(config.tenants_file)
+        self.stats = Stats()
+        self.store: deque[tuple[str, float, dict[str, Any]]] = deque(maxlen=config.store_size)
+        self.dispatcher = Dispatcher(
+            config=config, signer=self.signer, registry=self.registry, stats=self.stats
+        )
+        self._fault_rng = random.Random(config.seed)
+        self._window = 0
+        self._window_count = 0
+        self._accepted = 0
+        self._rejected = 0
+        self._sandboxed = 0
+
+    # --- SendGrid API -------------------------------------------------------------------
+
+    def _rate_headers(self, now: float) -> tuple[list[tuple[str, str]], bool]:
+        config = self.config
+        window_length = max(1, config.rate_limit_window)
+        window = int(now) // window_length * window_length
+        if window != self._window:
+            self._window, self._window_count = window, 0
+        self._window_count += 1
+        over = self._window_count > config.rate_limit
+        remaining = max(0, config.rate_limit - self._window_count)
+        return [
+            ("X-RateLimit-Limit", str(config.rate_limit)),
+            ("X-RateLimit-Remaining", str(remaining)),
+            ("X-RateLimit-Reset", str(window + window_length)),
+        ], over
+
+    def _authorised(self, request: Request) -> bool:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            return False
+        return not self.config.api_keys or key in self.config.api_keys
+
+    def _v3(self, request: Request) -> Response:
+        now = time.time()
+        rate_headers, over = self._rate_headers(now)
+        config = self.config
+        delay = config.latency_ms / 1000.0
+        if not self._authorised(request):
+            self._rejected += 1
+            return Response(401, UNAUTHORIZED_BODY, rate_headers, JSON, delay)
+        if (config.enforce_rate_limit and over) or (
+            config.fault_429_share and self._fault_rng.random() < config.fault_429_share
+        ):
+            self._rejected += 1
+            rate_headers[1] = ("X-RateLimit-Remaining", "0")
+            return Response(429, TOO_MANY_BODY, rate_headers, JSON, delay)
+        if config.fault_500_share and self._fault_rng.random() < config.fault_500_share:
+            self._rejected += 1
+            return Response(500, SERVER_ERROR_BODY, rate_headers, JSON, delay)
+
+        path = request.path
+        if path == "/v3/mail/send":
+            if request.method != "POST":
+                return _errors(
+                    405, [{"field": None, "message": "method not allowed"}], rate_headers
+                )
+            response = self._mail_send(request, now, rate_headers)
+        elif path == "/v3/validations/email":
+            if request.method != "POST":
+                return _errors(
+                    405, [{"field": None, "message": "method not allowed"}], rate_headers
+                )
+            response = self._validate_email(request, rate_headers)
+        elif path.rstrip("/") == "/v3/user/webhooks/event/settings/signed":
+            response = _json(200, {"public_key": self.signer.public_key}, rate_headers)
+        else:
+            response = _errors(
+                404, [{"field": None, "message": "resource not found"}], rate_headers
+            )
+        response.delay = delay
+        return response
+
+    def _body_json(self, request: Request) -> tuple[Any, bool]:
+        body = request.body
+        if request.headers.get("content-encoding", "").lower() == "gzip":
+            try:
+                body = gzip.decompress(body)
+            except (OSError, EOFError):
+                return None, False
+            if len(body) > self.config.max_body_bytes:
+                return None, False
+        try:
+            return json.loads(body), True
+        except ValueError:
+            return None, False
+
+    def _mail_send(self, request: Request, now: float, headers: list) -> Response:
+        payload, ok = self._body_json(request)
+        if not ok:
+            self._rejected += 1
+            return _errors(
+                400,
+                [
+                    {
+                        "message": "Bad Request: the request body is not valid JSON.",
+                        "field": None,
+                        "help": None,
+                    }
+                ],
+                headers,
+            )
+        errors = payload_validate(payload, now=now)
+        if errors:
+            self._rejected += 1
+            return _errors(400, errors, headers)
+        if sandbox_enabled(payload):
+            self._sandboxed += 1
+            return Response(200, b"", headers)
+        x_message_id = message_id_new()
+        self.store.append((x_message_id, now, payload))
+        self._accepted += 1
+        if self.dispatcher.routable():
+            self.dispatcher.submit(x_message_id, now, payload)
+        headers.append(("X-Message-Id", x_message_id))
+        return Response(202, b"", headers)
+
+    def _validate_email(self, request: Request, headers: list) -> Response:
+        payload, ok = self._body_json(request)
+        email = payload.get("email") if ok and isinstance(payload, dict) else None
+        if not isinstance(email, str) or not email:
+            return _errors(
+                400, [{"field": "email", "message": "email is required", "help": None}], headers
+            )
+        source = payload.get("source")
+        return _json(
+            200,
+            email_verdict(
+                email, source=source if isinstance(source, str) else None, ip_address=request.peer
+            ),
+            headers,
+        )
+
+    # --- Emulator controls --------------------------------------------------------------
+
+    def messages(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        to = (query.get("to") or [""])[0].lower()
+        x_message_id = (query.get("x_message_id") or [""])[0]
+        arg_filters = {
+            key[4:]: values[0] for key, values in query.items() if key.startswith("arg.")
+        }
+        limit = int((query.get("limit") or ["0"])[0] or 0)
+        found: list[dict[str, Any]] = []
+        for stored_id, received_at, payload in reversed(self.store):
+            if x_message_id and stored_id != x_message_id:
+                continue
+            for record in records_expand(stored_id, received_at, payload):
+                if to and to not in {
+                    entry.get("email", "").lower()
+                    for kind in ("to", "cc", "bcc")
+                    for entry in record[kind]
+                }:
+                    continue
+                if any(record["custom_args"].get(k) != v for k, v in arg_filters.items()):
+                    continue
+                found.append(record)
+            if limit and len(found) >= limit:
+                return found[:limit]
+        return found
+
+    def _reset(self) -> None:
+        self.store.clear()
+        self.stats.clear()
+        self.dispatcher.clear()
+        self.registry.clear()
+        if self._startup_config.tenants_file:
+            self.registry.load_file(self._startup_config.tenants_file)
+        for spec in dataclasses.fields(self.config):
+            setattr(self.config, spec.name, copy.deepcopy(getattr(self._startup_config, spec.name)))
+        self._fault_rng = random.Random(self.config.seed)
+        self._accepted = self._rejected = self._sandboxed = 0
+
+    def _controls(self, request: Request) -> Response:
+        path, method = request.path.rstrip("/"), request.method
+        if path == "/_emulator/health":
+            return _json(200, {"status": "ok"})
+        if path == "/_emulator/messages":
+            if method == "DELETE":
+                self.store.clear()
+                return Response(204)
+            try:
+                found = self.messages(request.query)
+            except ValueError:
+                return _json(
+                    400, {"errors": [{"field": "limit", "message": "expected an integer"}]}
+                )
+            return _json(200, {"count": len(found), "messages": found})
+        if path == "/_emulator/public-key":
+            return _json(200, {"public_key": self.signer.public_key})
+        if path == "/_emulator/tenants":
+            if method == "POST":
+                try:
+                    data = json.loads(request.body or b"{}")
+                    entries = data if isinstance(data, list) else [data]
+                    routes = [vars(self.registry.register(entry)) for entry in entries]
+                except (ValueError, AttributeError) as exc:
+                    return _json(400, {"errors": [{"field": None, "message": str(exc)}]})
+                return _json(201, {"tenants": routes})
+            return _json(200, {"tenants": self.registry.all()})
+        if path == "/_emulator/config":
+            if method == "POST":
+                try:
+                    changes = json.loads(request.body or b"{}")
+                    if not isinstance(changes, dict):
+                        raise ValueError("expected a JSON object")
+                except ValueError as exc:
+                    return _json(400, {"errors": [{"field": None, "message": str(exc)}]})
+                problems = self.config.update(changes)
+                if problems:
+                    return _json(400, {"errors": [{"field": None, "message": p} for p in problems]})
+            return _json(200, self.config.public_dict())
+        if path == "/_emulator/stats":
+            return _json(
+                200,
+                {
+                    "accepted": self._accepted,
+                    "rejected": self._rejected,
+                    "sandboxed": self._sandboxed,
+                    "held": len(self.store),
+                    "pending": self.dispatcher.pending(),
+                    **self.stats.snapshot(),
+                    "recent_failures": list(self.stats.failures),
+                },
+            )
+        if path == "/_emulator/deliveries":
+            return _json(200, {"deliveries": list(self.stats.deliveries)})
+        if path == "/_emulator/flush" and method == "POST":
+            self.dispatcher.flush()
+            return _json(202, {"pending": self.dispatcher.pending()})
+        if path == "/_emulator/reset" and method == "POST":
+            self._reset()
+            return Response(204)
+        return _json(404, {"errors": [{"field": None, "message": "resource not found"}]})
+
+    def handle(self, request: Request) -> Response:
+        if request.target.startswith("/v3/"):
+            return self._v3(request)
+        if request.target.startswith("/_emulator/"):
+            return self._controls(request)
+        if request.path in ("/", "/index.html") and request.method == "GET":
+            try:
+                limit = int((request.query.get("limit") or ["100"])[0])
+            except ValueError:
+                limit = 100
+            records = self.messages({"limit": [str(max(1, limit))]})
+            page = catcher_page(records, total=len(self.store), public_key=self.signer.public_key)
+            return Response(200, page.encode(), content_type="text/html; charset=utf-8")
+        return _json(404, {"errors": [{"field": None, "message": "resource not found"}]})
+
+    def too_large(self, request: Request) -> Response:
+        self._rejected += 1
+        headers, _ = self._rate_headers(time.time())
+        return Response(413, TOO_LARGE_BODY, headers, JSON, close=True)
+
+
+async def _serve_forever(emulator: Emulator) -> None:
+    config = emulator.config
+    server = await serve(
+        emulator.handle,
+        host=config.host,
+        port=config.port,
+        max_body_bytes=lambda: emulator.config.max_body_bytes,
+        too_large=emulator.too_large,
+    )
+    port = server.sockets[0].getsockname()[1]
+    emulator.dispatcher.start()
+    # Tests and scripts wait for these two lines; keep their wording stable.
+    print(f"sendgrid-emulator listening on http://{config.host}:{port}", flush=True)
+    print(f"sendgrid-emulator webhook public key {emulator.signer.public_key}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        await stop.wait()
+    emulator.dispatcher.stop()
+
+
+def emulator_run(config: EmulatorConfig) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if config.quiet else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    emulator = Emulator(config)
+    asyncio.run(_serve_forever(emulator))

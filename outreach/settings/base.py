@@ -120,6 +120,12 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 20_000
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# Sending capacity (messaging.services.ratelimit). The global bucket protects the provider
+# account as a whole; 0 lifts it. First touches may use at most (1 - ratio) of each capped
+# window so follow-ups always find room.
+SEND_GLOBAL_PER_SECOND = int(os.environ.get("SEND_GLOBAL_PER_SECOND", "10000"))
+SEND_FOLLOWUP_RESERVE_RATIO = float(os.environ.get("SEND_FOLLOWUP_RESERVE_RATIO", "0.2"))
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["outreach.tenancy.auth.TenantAPIKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["outreach.tenancy.auth.IsTenant"],
@@ -182,6 +188,46 @@ SENDGRID_API_HOST = os.environ.get(
 )
 SENDGRID_TIMEOUT_SECONDS = float(os.environ.get("SENDGRID_TIMEOUT_SECONDS", "10"))
 SENDGRID_EMULATOR_KEY = "emulator-local-key"
+
+# Event Webhook (messaging.webhooks). SendGrid batches are ≤768 KB; the freshness window is
+# lenient because SendGrid retries for 24 h and dedup on sg_event_id is the replay defence.
+# Unsigned posts (a tenant with no verification key) are refused unless explicitly allowed.
+SENDGRID_WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("SENDGRID_WEBHOOK_MAX_BODY_BYTES", 5 << 20))
+SENDGRID_WEBHOOK_MAX_AGE_SECONDS = int(os.environ.get("SENDGRID_WEBHOOK_MAX_AGE_SECONDS", "600"))
+SENDGRID_WEBHOOK_MAX_FUTURE_SECONDS = int(
+    os.environ.get("SENDGRID_WEBHOOK_MAX_FUTURE_SECONDS", "300")
+)
+SENDGRID_WEBHOOK_ALLOW_UNSIGNED = env_bool("SENDGRID_WEBHOOK_ALLOW_UNSIGNED", False)
+# Receipts still unprocessed after the grace period are re-processed by the sweeper; one that
+# fails this many times stops being retried and raises a tenant alert.
+WEBHOOK_RECEIPT_GRACE_SECONDS = int(os.environ.get("WEBHOOK_RECEIPT_GRACE_SECONDS", "60"))
+WEBHOOK_RECEIPT_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_RECEIPT_MAX_ATTEMPTS", "25"))
+# A click this soon after the message was sent is a link scanner, not a human.
+EVENT_BOT_CLICK_SECONDS = int(os.environ.get("EVENT_BOT_CLICK_SECONDS", "10"))
+# Blocked (soft) bounces suppress an address once this many arrive within the window.
+SUPPRESSION_SOFT_BOUNCE_THRESHOLD = int(os.environ.get("SUPPRESSION_SOFT_BOUNCE_THRESHOLD", "3"))
+SUPPRESSION_SOFT_BOUNCE_WINDOW_DAYS = int(
+    os.environ.get("SUPPRESSION_SOFT_BOUNCE_WINDOW_DAYS", "7")
+)
+
+# The campaign engine. A send is spread over up to SEND_JITTER_SECONDS inside the window so a
+# campaign does not fire in one burst.
+SEND_JITTER_SECONDS = int(os.environ.get("SEND_JITTER_SECONDS", "300"))
+# How long a message may stay `sending` with an unknown outcome (a crash or a timeout after
+# the provider call) before it is marked for review instead of waiting for webhook events.
+SEND_RECONCILE_GRACE_SECONDS = int(os.environ.get("SEND_RECONCILE_GRACE_SECONDS", "900"))
+# Provider calls of one send batch run on this many threads (each waits on the network).
+SEND_THREADS = int(os.environ.get("SEND_THREADS", "8"))
+SEND_BATCH_SIZE = int(os.environ.get("SEND_BATCH_SIZE", "50"))
+# Replies come back to reply+<token>@INBOUND_REPLY_DOMAIN (an Inbound Parse domain) so each
+# one is matched to the exact message it answers. Empty: use the identity's own reply-to and
+# match by In-Reply-To only.
+INBOUND_REPLY_DOMAIN = os.environ.get("INBOUND_REPLY_DOMAIN", "")
+SEND_MAX_TRANSIENT_RETRIES = int(os.environ.get("SEND_MAX_TRANSIENT_RETRIES", "5"))
+# Rechecks of paused tenants, campaigns and identities (their actions wait, they are not lost).
+SEND_PAUSED_RECHECK_SECONDS = int(os.environ.get("SEND_PAUSED_RECHECK_SECONDS", "600"))
+# An out-of-office reply without a stated return date pauses the enrollment this long.
+OOO_DEFAULT_PAUSE_DAYS = int(os.environ.get("OOO_DEFAULT_PAUSE_DAYS", "7"))
 
 LOGGING = {
     "version": 1,

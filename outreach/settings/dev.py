@@ -7,3 +7,7 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 SECRET_KEY = SECRET_KEY or "dev-only-insecure-secret-key-never-use-in-production"  # noqa: F405
 # A fixed key so a developer's encrypted rows survive restarts; production must set its own.
 ENCRYPTION_KEYS = ENCRYPTION_KEYS or ["ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="]
+
+import os  # noqa: E402
+
+INBOUND_REPLY_DOMAIN = os.environ.get("INBOUND_REPLY_DOMAIN", "reply.outreach.test")

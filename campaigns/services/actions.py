@@ -1,0 +1,163 @@
+"""Running claimed scheduled actions of the campaign side: waits, timeouts, resumes.
+
+Each action runs in its own transaction: the row is re-read ``FOR UPDATE`` with the attempt
+the sweeper handed out (fencing), the enrollment is locked, and the outcome — a transition, a
+reschedule, or nothing — commits together with the action's deletion.
+"""
+
+import datetime
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.models import Enrollment, ScheduledAction
+from campaigns.services import engine, scheduler
+from messaging.services.engagement import message_event_exists, message_event_synthetic_record
+
+logger = logging.getLogger(__name__)
+
+
+def scheduled_action_held(*, action_id: int, attempt: int) -> ScheduledAction | None:
+    """The action, locked, if this attempt still owns it; None for a stale or repeated hint."""
+    return (
+        ScheduledAction.objects.select_for_update()
+        .filter(pk=action_id, attempt=attempt, status=ScheduledAction.Status.CLAIMED)
+        .first()
+    )
+
+
+def enrollment_wait_until(
+    enrollment: Enrollment, now: datetime.datetime
+) -> datetime.datetime | None:
+    """When a paused enrollment may act again (None if it is not paused)."""
+    if enrollment.state != Enrollment.State.PAUSED:
+        return None
+    return max(enrollment.paused_until or now + datetime.timedelta(hours=1), now)
+
+
+def scheduled_actions_run(*, kind: str, items: list[list[int]]) -> int:
+    """Run one batch of claimed actions of one kind. Returns how many did something."""
+    handler = {"advance": _advance, "timeout": _timeout, "resume": _resume}[kind]
+    done = 0
+    for action_id, attempt in items:
+        with transaction.atomic():
+            action = scheduled_action_held(action_id=action_id, attempt=attempt)
+            if action is None:
+                continue
+            enrollment = engine.enrollment_locked(enrollment_id=action.enrollment_id)
+            now = timezone.now()
+            if (
+                enrollment is None
+                or enrollment.step_seq != action.step_seq
+                or enrollment.state
+                not in (
+                    Enrollment.State.ACTIVE,
+                    Enrollment.State.PAUSED,
+                )
+            ):
+                # The journey moved on (or ended) since this was scheduled.
+                scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+                continue
+            if (
+                kind != "resume"
+                and enrollment.state == Enrollment.State.PAUSED
+                and enrollment.paused_until is not None
+                and enrollment.paused_until <= now
+            ):
+                _resume(action, enrollment, now)  # the pause is over; its resume may lag
+            if kind != "resume":
+                wake = enrollment_wait_until(enrollment, now)
+                if wake is not None:
+                    scheduler.scheduled_action_reschedule(
+                        action_id=action_id,
+                        attempt=attempt,
+                        due_at=wake,
+                        reason="enrollment paused",
+                    )
+                    continue
+            if handler(action, enrollment, now):
+                done += 1
+            scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+    return done
+
+
+def _advance(action: ScheduledAction, enrollment: Enrollment, now: datetime.datetime) -> bool:
+    step = engine.step_get(enrollment.plan_version.plan, enrollment.current_step)
+    return engine.enrollment_transition(
+        enrollment=enrollment,
+        from_seq=action.step_seq,
+        trigger="wait_elapsed",
+        to_step=step.get("next"),
+        cause=f"waited {step.get('duration', '')}".strip(),
+        now=now,
+    )
+
+
+def _timeout(action: ScheduledAction, enrollment: Enrollment, now: datetime.datetime) -> bool:
+    """Fire ``no_open``/``no_click``/``no_reply`` only if the awaited event has not happened.
+
+    A real event that arrived first already moved the enrollment (its transition owns this
+    step entry, so this one is refused); one that is stored but had no branch of its own
+    sends the lead down the step's ``next`` instead.
+    """
+    trigger = action.payload.get("trigger", "")
+    message_id = action.payload.get("message_id")
+    step = engine.step_get(enrollment.plan_version.plan, enrollment.current_step)
+    awaited = engine.TIMEOUT_AWAITS.get(trigger)
+    if awaited is None or message_id is None:
+        return False
+    human_only = not (awaited == "open" and step.get("count_machine_opens"))
+    if message_event_exists(
+        tenant_id=enrollment.tenant_id,
+        message_id=message_id,
+        event_type=awaited,
+        human_only=human_only,
+    ):
+        return engine.enrollment_transition(
+            enrollment=enrollment,
+            from_seq=action.step_seq,
+            trigger=awaited,
+            to_step=step.get("next"),
+            cause=f"{awaited} happened before {trigger} fired; the step has no {awaited} branch",
+            now=now,
+            message_id=message_id,
+        )
+    edge = engine.step_edge(step, trigger)
+    if edge is None:
+        return False
+    event_id = message_event_synthetic_record(
+        tenant_id=enrollment.tenant_id,
+        message_id=message_id,
+        enrollment_id=enrollment.pk,
+        event_type=trigger,
+        key=f"timeout:{action.idempotency_key}",
+        occurred_at=now,
+        detail={"after": edge.after, "step": enrollment.current_step},
+    )
+    return engine.enrollment_transition(
+        enrollment=enrollment,
+        from_seq=action.step_seq,
+        trigger=trigger,
+        to_step=edge.target,
+        cause=f"no {awaited} within {edge.after}",
+        now=now,
+        message_id=message_id,
+        event_id=event_id,
+    )
+
+
+def _resume(action: ScheduledAction, enrollment: Enrollment, now: datetime.datetime) -> bool:
+    if enrollment.state != Enrollment.State.PAUSED:
+        return False
+    if enrollment.paused_until and enrollment.paused_until > now + datetime.timedelta(seconds=5):
+        return False  # paused again, later; that pause scheduled its own resume
+    enrollment.state = Enrollment.State.ACTIVE
+    enrollment.paused_until = None
+    enrollment.stop_reason = ""
+    enrollment.save(update_fields=["state", "paused_until", "stop_reason", "updated_at"])
+    logger.info(
+        "enrollment.resumed",
+        extra={"tenant_id": enrollment.tenant_id, "enrollment_id": enrollment.pk},
+    )
+    return True

@@ -1,0 +1,335 @@
+"""The campaign state machine: entering steps, leaving them exactly once, stopping.
+
+Every function here runs inside the caller's transaction with the enrollment row locked
+(``SELECT … FOR UPDATE``). Exactly-once transitions rest on one constraint:
+``EnrollmentTransition`` is unique on ``(enrollment, from_seq)`` — whichever path (a webhook
+event, a timeout, a finished wait) inserts that row first moves the enrollment; every other
+path finds the insert refused and does nothing.
+"""
+
+import datetime
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from django.db import connection
+from django.utils import timezone
+
+from campaigns.models import Enrollment, EnrollmentTransition
+from campaigns.services import scheduler, timing
+
+logger = logging.getLogger(__name__)
+
+# Triggers that end the journey whatever the plan says: the lead asked us to stop, or the
+# address cannot receive mail.
+STOPPING_TRIGGERS = {"bounce", "spamreport", "unsubscribe", "group_unsubscribe", "dropped"}
+TIMEOUT_TRIGGERS = {"no_open", "no_click", "no_reply"}
+# The event a timeout waits for: a timeout fires only if this has not happened.
+TIMEOUT_AWAITS = {"no_open": "open", "no_click": "click", "no_reply": "reply"}
+PRIORITY_FOLLOW_UP = 0
+PRIORITY_FIRST_TOUCH = 1
+
+
+@dataclass(frozen=True)
+class StepEdge:
+    trigger: str
+    target: str | None
+    after: str | None = None
+
+
+def plan_steps(plan: dict) -> dict:
+    return plan.get("steps", {})
+
+
+def step_get(plan: dict, name: str) -> dict:
+    return plan_steps(plan).get(name) or {}
+
+
+def step_edges(step: dict) -> list[StepEdge]:
+    """The ``on`` map of a step as edges; a timeout is ``{"after": ..., "to"/"next": ...}``."""
+    edges = []
+    for trigger, spec in (step.get("on") or {}).items():
+        if isinstance(spec, dict):
+            edges.append(
+                StepEdge(
+                    trigger,
+                    spec.get("to") or spec.get("next") or spec.get("goto"),
+                    spec.get("after"),
+                )
+            )
+        else:
+            edges.append(StepEdge(trigger, spec))
+    return edges
+
+
+def step_edge(step: dict, trigger: str) -> StepEdge | None:
+    for edge in step_edges(step):
+        if edge.trigger == trigger:
+            return edge
+    return None
+
+
+def _lead_context(enrollment: Enrollment) -> timing.LeadTiming:
+    lead = enrollment.lead
+    identity = enrollment.sender_identity
+    return timing.LeadTiming(
+        timezone=lead.timezone or identity.timezone,
+        country=lead.country or "",
+        identity=identity,
+    )
+
+
+def _jitter_key(enrollment: Enrollment, step_seq: int) -> str:
+    return f"{enrollment.pk}:{step_seq}"
+
+
+def enrollment_enter_step(
+    *, enrollment: Enrollment, step_name: str, step_seq: int, now: datetime.datetime
+) -> None:
+    """Make ``step_name`` current (entry number ``step_seq``) and schedule what it needs."""
+    plan = enrollment.plan_version.plan
+    step = step_get(plan, step_name)
+    kind = step.get("type")
+    enrollment.current_step = step_name
+    enrollment.step_seq = step_seq
+    enrollment.step_entered_at = now
+    fields = ["current_step", "step_seq", "step_entered_at", "updated_at"]
+
+    if kind == "email":
+        due = timing.send_time_next(
+            context=_lead_context(enrollment),
+            earliest=now,
+            jitter_key=_jitter_key(enrollment, step_seq),
+        )
+        priority = PRIORITY_FIRST_TOUCH if step_seq <= 1 else PRIORITY_FOLLOW_UP
+        _schedule(enrollment, "send", step_name, step_seq, due, priority=priority)
+    elif kind == "wait":
+        due = timing.duration_add(
+            context=_lead_context(enrollment), start=now, duration=step.get("duration", "0m")
+        )
+        _schedule(enrollment, "advance", step_name, step_seq, due)
+    elif kind == "end":
+        enrollment.state = Enrollment.State.COMPLETED
+        enrollment.outcome = str(step.get("outcome", ""))[:100]
+        enrollment.finished_at = now
+        fields += ["state", "outcome", "finished_at"]
+    else:
+        enrollment.state = Enrollment.State.FAILED
+        enrollment.last_error = (
+            f"step {step_name!r} has type {kind!r}, which this engine cannot run"
+        )
+        enrollment.finished_at = now
+        fields += ["state", "last_error", "finished_at"]
+    enrollment.save(update_fields=fields)
+
+
+def _schedule(
+    enrollment: Enrollment,
+    kind: str,
+    step: str,
+    step_seq: int,
+    due_at: datetime.datetime,
+    *,
+    priority: int = 1,
+    payload: dict | None = None,
+    key_suffix: str = "",
+) -> None:
+    scheduler.scheduled_actions_create(
+        actions=[
+            scheduler.NewAction(
+                tenant_id=enrollment.tenant_id,
+                enrollment_id=enrollment.pk,
+                kind=kind,
+                step=step,
+                step_seq=step_seq,
+                due_at=due_at,
+                priority=priority,
+                payload=payload,
+                idempotency_key=f"{enrollment.pk}:{step_seq}:{kind}{key_suffix}",
+            )
+        ]
+    )
+
+
+def enrollment_transition(
+    *,
+    enrollment: Enrollment,
+    from_seq: int,
+    trigger: str,
+    to_step: str | None,
+    cause: str,
+    now: datetime.datetime,
+    message_id: int | None = None,
+    event_id: int | None = None,
+) -> bool:
+    """Leave step entry ``from_seq`` by ``trigger``. Returns False if it was already left.
+
+    ``to_step`` None ends the journey as completed (the plan had nowhere further to go).
+    """
+    if enrollment.step_seq != from_seq or enrollment.state not in (
+        Enrollment.State.ACTIVE,
+        Enrollment.State.PAUSED,
+    ):
+        return False
+    if not _transition_record(
+        enrollment, from_seq, trigger, to_step or "", cause, message_id, event_id
+    ):
+        return False
+    scheduler.scheduled_actions_cancel(enrollment_id=enrollment.pk, step_seq=from_seq)
+    if to_step:
+        enrollment_enter_step(
+            enrollment=enrollment, step_name=to_step, step_seq=from_seq + 1, now=now
+        )
+    else:
+        enrollment.state = Enrollment.State.COMPLETED
+        enrollment.outcome = enrollment.outcome or trigger
+        enrollment.finished_at = now
+        enrollment.save(update_fields=["state", "outcome", "finished_at", "updated_at"])
+    logger.info(
+        "enrollment.transition",
+        extra={
+            "tenant_id": enrollment.tenant_id,
+            "enrollment_id": enrollment.pk,
+            "trigger": trigger,
+            "to_step": to_step,
+        },
+    )
+    return True
+
+
+def enrollment_stop(
+    *,
+    enrollment: Enrollment,
+    trigger: str,
+    reason: str,
+    now: datetime.datetime,
+    state: str = Enrollment.State.STOPPED,
+    message_id: int | None = None,
+    event_id: int | None = None,
+) -> bool:
+    """End the journey now (bounce, complaint, unsubscribe, suppression, reply, failure)."""
+    if enrollment.state not in (Enrollment.State.ACTIVE, Enrollment.State.PAUSED):
+        return False
+    if not _transition_record(
+        enrollment, enrollment.step_seq, trigger, "", reason, message_id, event_id
+    ):
+        return False
+    scheduler.scheduled_actions_cancel(enrollment_id=enrollment.pk)
+    enrollment.state = state
+    enrollment.stop_reason = reason[:200]
+    enrollment.finished_at = now
+    fields = ["state", "stop_reason", "finished_at", "updated_at"]
+    if state == Enrollment.State.FAILED:
+        enrollment.last_error = reason
+        fields.append("last_error")
+    enrollment.save(update_fields=fields)
+    logger.info(
+        "enrollment.stopped",
+        extra={"tenant_id": enrollment.tenant_id, "enrollment_id": enrollment.pk, "reason": reason},
+    )
+    return True
+
+
+def _transition_record(
+    enrollment: Enrollment,
+    from_seq: int,
+    trigger: str,
+    to_step: str,
+    cause: str,
+    message_id: int | None,
+    event_id: int | None,
+) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO campaigns_enrollmenttransition
+                (tenant_id, enrollment_id, from_step, from_seq, to_step, trigger, cause,
+                 message_id, event_id, created_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+            ON CONFLICT (enrollment_id, from_seq) DO NOTHING
+            """,
+            [
+                enrollment.tenant_id,
+                enrollment.pk,
+                enrollment.current_step,
+                from_seq,
+                to_step,
+                trigger,
+                cause[:300],
+                message_id,
+                event_id,
+            ],
+        )
+        return cursor.rowcount == 1
+
+
+def enrollment_after_send(
+    *, enrollment: Enrollment, step_seq: int, sent_at: datetime.datetime, message_id: int
+) -> None:
+    """A step's email was accepted: arm its timeouts, or move on if it awaits nothing."""
+    if enrollment.step_seq != step_seq or enrollment.state != Enrollment.State.ACTIVE:
+        return
+    step = step_get(enrollment.plan_version.plan, enrollment.current_step)
+    edges = step_edges(step)
+    timeouts = [e for e in edges if e.trigger in TIMEOUT_TRIGGERS and e.after]
+    for edge in timeouts:
+        due = timing.duration_add(
+            context=_lead_context(enrollment), start=sent_at, duration=edge.after
+        )
+        _schedule(
+            enrollment,
+            "timeout",
+            enrollment.current_step,
+            step_seq,
+            due,
+            payload={"trigger": edge.trigger, "message_id": message_id},
+            key_suffix=f":{edge.trigger}",
+        )
+    if not edges:
+        enrollment_transition(
+            enrollment=enrollment,
+            from_seq=step_seq,
+            trigger="sent",
+            to_step=step.get("next"),
+            cause="email sent; the step waits for nothing",
+            now=timezone.now(),
+            message_id=message_id,
+        )
+
+
+def enrollment_locked(*, enrollment_id: int) -> Enrollment | None:
+    return (
+        Enrollment.objects.select_for_update(of=("self",))
+        .select_related("plan_version", "lead", "sender_identity", "campaign", "tenant")
+        .filter(pk=enrollment_id)
+        .first()
+    )
+
+
+def variant_pick(*, step: dict, key: str) -> dict:
+    """Deterministic weighted A/B choice: the same enrollment and step always get one variant."""
+    variants = step.get("variants") or []
+    if len(variants) <= 1:
+        return variants[0] if variants else {}
+    weights = [max(int(v.get("weight", 1)), 0) for v in variants]
+    total = sum(weights) or len(variants)
+    point = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % total
+    for variant, weight in zip(variants, weights, strict=True):
+        if point < weight:
+            return variant
+        point -= weight
+    return variants[-1]
+
+
+__all__ = [
+    "EnrollmentTransition",
+    "enrollment_after_send",
+    "enrollment_enter_step",
+    "enrollment_locked",
+    "enrollment_stop",
+    "enrollment_transition",
+    "step_edge",
+    "step_edges",
+    "step_get",
+    "variant_pick",
+]

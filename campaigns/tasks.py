@@ -1,0 +1,30 @@
+"""Celery entry points of the engine. Arguments are ids; each body calls one service."""
+
+from celery import shared_task
+from django.conf import settings
+
+
+def _dispatch(kind: str, items: list[list[int]]) -> None:
+    if kind == "send":
+        from messaging.tasks_sending import message_send_batch
+
+        message_send_batch.apply_async(args=[items], queue="sending")
+    else:
+        scheduled_actions_run.apply_async(args=[kind, items], queue="sending")
+
+
+@shared_task(name="maintenance.scheduled_actions_sweep", ignore_result=True, expires=10)
+def scheduled_actions_sweep() -> int:
+    """Beat fires this every second; two at once split the due rows (SKIP LOCKED)."""
+    from campaigns.services import scheduler
+
+    return scheduler.scheduled_actions_sweep(
+        dispatch=_dispatch, batch_size=settings.SEND_BATCH_SIZE
+    )
+
+
+@shared_task(name="campaigns.scheduled_actions_run", ignore_result=True, acks_late=True)
+def scheduled_actions_run(kind: str, items: list[list[int]]) -> int:
+    from campaigns.services import actions
+
+    return actions.scheduled_actions_run(kind=kind, items=items)

@@ -1,0 +1,92 @@
+"""What the campaign engine needs from the event store: read fresh events with their
+messages, and record synthetic events (timeouts) the same way real ones are recorded."""
+
+import datetime
+import json
+
+from django.db import connection
+from django.utils import timezone
+
+
+def message_events_for_transitions(
+    *, tenant_id: int, event_ids: list[int], event_types: list[str]
+) -> list[tuple]:
+    """Rows ``(event_id, event_type, occurred_at, machine_open, bot_click, message_id,
+    message_step_seq, enrollment_id)`` for events on campaign messages, oldest first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT e.id, e.event_type, e.occurred_at, e.is_machine_open, e.is_bot_click,
+                   m.id, m.step_seq, m.enrollment_id
+            FROM messaging_messageevent e
+            JOIN messaging_message m ON m.id = e.message_id AND m.tenant_id = e.tenant_id
+            WHERE e.tenant_id = %s AND e.id = ANY(%s) AND m.enrollment_id IS NOT NULL
+              AND e.event_type = ANY(%s)
+            ORDER BY e.occurred_at, e.id
+            """,
+            [tenant_id, event_ids, event_types],
+        )
+        return cursor.fetchall()
+
+
+def message_event_exists(
+    *, tenant_id: int, message_id: int, event_type: str, human_only: bool
+) -> bool:
+    """Has this message seen ``event_type``? Machine opens and bot clicks don't count when
+    ``human_only``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT EXISTS (
+                SELECT 1 FROM messaging_messageevent
+                WHERE tenant_id = %s AND message_id = %s AND event_type = %s
+                  AND (NOT %s OR (NOT is_machine_open AND NOT is_bot_click))
+            )
+            """,
+            [tenant_id, message_id, event_type, human_only],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def message_event_synthetic_record(
+    *,
+    tenant_id: int,
+    message_id: int | None,
+    enrollment_id: int,
+    event_type: str,
+    key: str,
+    occurred_at: datetime.datetime | None = None,
+    detail: dict | None = None,
+) -> int | None:
+    """Store a synthetic event (``no_open`` …) once per ``key``; returns its id, or None when
+    that key was recorded before."""
+    occurred_at = occurred_at or timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO messaging_messageeventkey (tenant_id, provider_event_id, first_seen_at)
+            VALUES (%s, %s, now()) ON CONFLICT DO NOTHING
+            """,
+            [tenant_id, key],
+        )
+        if cursor.rowcount != 1:
+            return None
+        cursor.execute(
+            """
+            INSERT INTO messaging_messageevent
+                (tenant_id, message_id, enrollment_id, event_type, occurred_at, received_at,
+                 provider_event_id, is_synthetic, raw)
+            VALUES (%s, %s, %s, %s, %s, now(), %s, true, %s::jsonb)
+            RETURNING id
+            """,
+            [
+                tenant_id,
+                message_id,
+                enrollment_id,
+                event_type,
+                occurred_at,
+                key,
+                json.dumps(detail or {}),
+            ],
+        )
+        return int(cursor.fetchone()[0])

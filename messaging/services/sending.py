@@ -1,0 +1,468 @@
+"""The send worker: due ``send`` actions in, emails out, exactly once.
+
+For each claimed action, in order:
+
+1. **Prepare** (one transaction, enrollment row locked, action re-read with its attempt as a
+   fencing token): skip what is stopped, hold what is paused, respect the window in the lead's
+   time, check suppression *now*, take capacity, render, and commit the ledger row as
+   ``sending``. A ledger row that already exists for this step entry is never sent again.
+2. **Call the provider** outside any transaction (a batch's calls run on a few threads).
+3. **Record** the typed outcome (one transaction): accepted → arm the step's timeouts;
+   transient → retry later with a new attempt row, unless the provider may have taken it, in
+   which case wait for webhook events carrying our id to say so, then mark for review;
+   permanent → fail the step with SendGrid's reason, visible on the enrollment.
+"""
+
+import datetime
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns import plans
+from campaigns.models import Campaign, Enrollment
+from campaigns.services import engine, scheduler, timing
+from campaigns.services.actions import enrollment_wait_until, scheduled_action_held
+from messaging.models import Message
+from messaging.providers import Accepted, OutboundEmail, Permanent, Transient, provider_email_send
+from messaging.providers.payload import rfc_message_id_build
+from messaging.services import ratelimit
+from messaging.services.message_status import status_rank
+from outreach.tenancy.models import Tenant
+from suppression.selectors import suppression_check
+from suppression.services import unsubscribe_url_build
+
+logger = logging.getLogger(__name__)
+
+# Message states that mean "the provider has it" (or had it): never send that step again.
+SENT_STATES = {
+    Message.Status.ACCEPTED,
+    Message.Status.PROCESSED,
+    Message.Status.DEFERRED,
+    Message.Status.DELIVERED,
+    Message.Status.OPENED,
+    Message.Status.CLICKED,
+    Message.Status.REPLIED,
+    Message.Status.DROPPED,
+    Message.Status.BOUNCED,
+    Message.Status.COMPLAINED,
+    Message.Status.UNSUBSCRIBED,
+}
+
+
+@dataclass
+class _Ready:
+    action_id: int
+    attempt: int
+    message: Message
+    outbound: OutboundEmail
+    capacity: ratelimit.CapacityGrant
+
+
+@dataclass
+class SendBatchReport:
+    sent: int = 0
+    skipped: int = 0
+    rescheduled: int = 0
+    failed: int = 0
+
+
+def message_send_batch(*, items: list[list[int]]) -> SendBatchReport:
+    """Send one batch of claimed ``send`` actions (``[[action_id, attempt], ...]``).
+
+    Safe to run twice with the same items, concurrently or not: the second run finds the
+    actions no longer held under those attempts, or the ledger rows already there.
+    """
+    report = SendBatchReport()
+    ready: list[_Ready] = []
+    for action_id, attempt in items:
+        prepared = _prepare(action_id, attempt, report)
+        if prepared is not None:
+            ready.append(prepared)
+    if not ready:
+        return report
+    threads = max(1, min(settings.SEND_THREADS, len(ready)))
+    if threads == 1:
+        results = [
+            provider_email_send(tenant_id=r.message.tenant_id, email=r.outbound) for r in ready
+        ]
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = list(
+                pool.map(
+                    lambda r: provider_email_send(tenant_id=r.message.tenant_id, email=r.outbound),
+                    ready,
+                )
+            )
+    for prepared, result in zip(ready, results, strict=True):
+        _record(prepared, result, report)
+    return report
+
+
+def _hold(
+    action_id: int, attempt: int, due_at: datetime.datetime, reason: str, report, priority=None
+):
+    scheduler.scheduled_action_reschedule(
+        action_id=action_id, attempt=attempt, due_at=due_at, reason=reason, priority=priority
+    )
+    report.rescheduled += 1
+
+
+def _prepare(action_id: int, attempt: int, report: SendBatchReport) -> _Ready | None:
+    with transaction.atomic():
+        action = scheduled_action_held(action_id=action_id, attempt=attempt)
+        if action is None:
+            report.skipped += 1
+            return None
+        enrollment = engine.enrollment_locked(enrollment_id=action.enrollment_id)
+        now = timezone.now()
+        if (
+            enrollment is None
+            or enrollment.step_seq != action.step_seq
+            or enrollment.state not in (Enrollment.State.ACTIVE, Enrollment.State.PAUSED)
+        ):
+            scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+            report.skipped += 1
+            return None
+        wake = enrollment_wait_until(enrollment, now)
+        if wake is not None:
+            _hold(action_id, attempt, wake, "enrollment paused", report)
+            return None
+
+        previous = (
+            Message.objects.filter(enrollment_id=enrollment.pk, step_seq=action.step_seq)
+            .order_by("-attempt")
+            .first()
+        )
+        next_attempt = 1
+        if previous is not None:
+            decision = _after_previous(previous, action, enrollment, now, report)
+            if decision is None:
+                return None
+            next_attempt = decision
+
+        recheck = now + datetime.timedelta(seconds=settings.SEND_PAUSED_RECHECK_SECONDS)
+        tenant: Tenant = enrollment.tenant
+        campaign: Campaign = enrollment.campaign
+        identity = enrollment.sender_identity
+        if tenant.status != Tenant.Status.ACTIVE or not tenant.campaigns_enabled:
+            _hold(action_id, attempt, recheck, "tenant paused", report)
+            return None
+        if campaign.status != Campaign.Status.ACTIVE:
+            if campaign.status == Campaign.Status.ARCHIVED:
+                engine.enrollment_stop(
+                    enrollment=enrollment,
+                    trigger="campaign_archived",
+                    reason="campaign archived",
+                    now=now,
+                )
+                scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+                report.skipped += 1
+                return None
+            _hold(action_id, attempt, recheck, f"campaign {campaign.status}", report)
+            return None
+        if identity.paused:
+            _hold(action_id, attempt, recheck, "sender identity paused", report)
+            return None
+
+        context = timing.LeadTiming(
+            timezone=enrollment.lead.timezone or identity.timezone,
+            country=enrollment.lead.country,
+            identity=identity,
+        )
+        if not timing.send_window_open(context=context, at=now):
+            due = timing.send_time_next(
+                context=context, earliest=now, jitter_key=f"{enrollment.pk}:{action.step_seq}"
+            )
+            _hold(action_id, attempt, due, "outside the sending window", report)
+            return None
+
+        lead = enrollment.lead
+        if suppression_check(tenant_id=enrollment.tenant_id, emails=[lead.email]):
+            engine.enrollment_stop(
+                enrollment=enrollment, trigger="suppressed", reason="address is suppressed", now=now
+            )
+            scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+            report.skipped += 1
+            return None
+        if lead.validation_status == lead.Validation.INVALID:
+            engine.enrollment_stop(
+                enrollment=enrollment,
+                trigger="invalid_address",
+                reason=f"address is invalid: {lead.validation_reason}".strip(": "),
+                now=now,
+            )
+            scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+            report.skipped += 1
+            return None
+
+        follow_up = action.priority == engine.PRIORITY_FOLLOW_UP
+        grant = ratelimit.capacity_acquire(
+            tenant_id=tenant.pk,
+            identity=identity,
+            now=now,
+            follow_up=follow_up,
+            tenant_daily_quota=tenant.daily_send_quota,
+            grant_id=f"send:{enrollment.pk}:{action.step_seq}:{next_attempt}",
+        )
+        if not grant.granted:
+            _hold(action_id, attempt, grant.retry_at, f"no capacity: {grant.reason}", report)
+            return None
+
+        message, outbound = _compose(enrollment, action.step, action.step_seq, next_attempt, now)
+        message.save(force_insert=True)
+        return _Ready(action_id, attempt, message, outbound, grant)
+
+
+def _after_previous(
+    previous: Message, action, enrollment: Enrollment, now: datetime.datetime, report
+) -> int | None:
+    """Decide from the ledger what a re-run of this step may do. Returns the attempt number to
+    send with, or None when nothing must be sent (already sent, failed, or unknown yet)."""
+    action_id, attempt = action.pk, action.attempt
+    if previous.status in SENT_STATES:
+        # Sent before; a crash or a lost hint kept the action alive. Finish the step's
+        # bookkeeping (idempotent) and never send again.
+        engine.enrollment_after_send(
+            enrollment=enrollment,
+            step_seq=action.step_seq,
+            sent_at=previous.sent_at or previous.created_at,
+            message_id=previous.pk,
+        )
+        scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+        report.skipped += 1
+        return None
+    if previous.status == Message.Status.SENDING:
+        grace = datetime.timedelta(seconds=settings.SEND_RECONCILE_GRACE_SECONDS)
+        if now - previous.updated_at < grace:
+            # Outcome unknown (a crash, or a timeout after the request left): wait for the
+            # webhook events that carry our id instead of resending blindly.
+            _hold(
+                action_id,
+                attempt,
+                previous.updated_at + grace,
+                "send outcome unknown; waiting for events",
+                report,
+            )
+            return None
+        previous.status = Message.Status.NEEDS_REVIEW
+        previous.error_message = (
+            previous.error_message
+            or "no provider answer and no webhook event within the grace period"
+        )
+        previous.save(update_fields=["status", "error_message", "updated_at"])
+        enrollment.state = Enrollment.State.PAUSED
+        enrollment.paused_until = None
+        enrollment.stop_reason = "needs review: send outcome unknown"
+        enrollment.last_error = f"message {previous.public_id} may or may not have been sent"
+        enrollment.save(
+            update_fields=["state", "paused_until", "stop_reason", "last_error", "updated_at"]
+        )
+        scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+        logger.warning(
+            "message.needs_review",
+            extra={"tenant_id": previous.tenant_id, "message_id": previous.pk},
+        )
+        report.skipped += 1
+        return None
+    if previous.status == Message.Status.FAILED and previous.error_code.startswith("transient"):
+        if previous.attempt >= settings.SEND_MAX_TRANSIENT_RETRIES:
+            engine.enrollment_stop(
+                enrollment=enrollment,
+                trigger="send_failed",
+                reason=f"gave up after {previous.attempt} attempts: {previous.error_message}",
+                now=now,
+                state=Enrollment.State.FAILED,
+                message_id=previous.pk,
+            )
+            scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+            report.failed += 1
+            return None
+        return previous.attempt + 1
+    # Failed permanently or under review: an operator decides, the engine does not retry.
+    scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+    report.skipped += 1
+    return None
+
+
+def _compose(
+    enrollment: Enrollment, step_name: str, step_seq: int, attempt: int, now: datetime.datetime
+) -> tuple[Message, OutboundEmail]:
+    plan = enrollment.plan_version.plan
+    step = engine.step_get(plan, step_name)
+    lead = enrollment.lead
+    identity = enrollment.sender_identity
+    tenant = enrollment.tenant
+    variant_name = plans.plan_pick_variant(step=step, key=f"{enrollment.pk}:{step_name}")
+    message = Message(
+        tenant_id=enrollment.tenant_id,
+        channel=Message.Channel.EMAIL,
+        sender_identity=identity,
+        enrollment=enrollment,
+        lead=lead,
+        campaign_id=enrollment.campaign_id,
+        step=step_name,
+        step_seq=step_seq,
+        variant=variant_name,
+        attempt=attempt,
+        status=Message.Status.SENDING,
+        to_email=lead.email,
+    )
+    unsubscribe_url = unsubscribe_url_build(
+        tenant_id=enrollment.tenant_id, email=lead.email, message_public_id=str(message.public_id)
+    )
+    rendered = plans.plan_render_step(
+        plan=plan,
+        step_name=step_name,
+        variant_name=variant_name,
+        lead=_lead_fields(lead),
+        sender={
+            "from_name": identity.from_name,
+            "from_email": identity.from_email,
+            "signature": identity.signature,
+        },
+        unsubscribe_url=unsubscribe_url,
+    )
+    in_reply_to, references, thread_subject = _thread(enrollment, step)
+    subject = rendered.subject or thread_subject
+    message.subject = subject[:998]
+    message.rfc_message_id = rfc_message_id_build(
+        message_public_id=message.public_id, from_email=identity.from_email
+    )
+    reply_domain = settings.INBOUND_REPLY_DOMAIN
+    reply_to = f"reply+{message.reply_token}@{reply_domain}" if reply_domain else identity.reply_to
+    outbound = OutboundEmail(
+        message_public_id=message.public_id,
+        tenant_public_id=tenant.public_id,
+        from_email=identity.from_email,
+        from_name=identity.from_name,
+        reply_to=reply_to or identity.from_email,
+        to_email=lead.email,
+        to_name=f"{lead.first_name} {lead.last_name}".strip(),
+        subject=message.subject,
+        text=rendered.text,
+        html=rendered.html,
+        categories=(f"campaign-{enrollment.campaign_id}", f"step-{step_name}"),
+        message_id_header=message.rfc_message_id,
+        in_reply_to=in_reply_to,
+        references=references,
+        unsubscribe_url=unsubscribe_url,
+        open_tracking=tenant.open_tracking,
+        click_tracking=tenant.click_tracking,
+    )
+    return message, outbound
+
+
+def _lead_fields(lead) -> dict:
+    return {
+        "first_name": lead.first_name,
+        "last_name": lead.last_name,
+        "email": lead.email,
+        "company": lead.company,
+        "title": lead.title,
+        "custom": lead.custom_fields or {},
+    }
+
+
+def _thread(enrollment: Enrollment, step: dict) -> tuple[str, list[str], str]:
+    """For a follow-up that threads with an earlier step: In-Reply-To, References, subject."""
+    earlier = step.get("thread_with")
+    if not earlier:
+        return "", [], ""
+    original = (
+        Message.objects.filter(
+            enrollment_id=enrollment.pk, step=earlier, status__in=list(SENT_STATES)
+        )
+        .order_by("-step_seq", "-attempt")
+        .first()
+    )
+    if original is None:
+        return "", [], ""
+    subject = original.subject
+    if not subject.lower().startswith("re:"):
+        subject = f"Re: {subject}"
+    return original.rfc_message_id, [original.rfc_message_id], subject
+
+
+def _record(prepared: _Ready, result, report: SendBatchReport) -> None:
+    message = prepared.message
+    now = timezone.now()
+    with transaction.atomic():
+        if isinstance(result, Accepted):
+            Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+                status=Message.Status.ACCEPTED,
+                status_rank=status_rank(Message.Status.ACCEPTED),
+                provider_message_id=result.provider_message_id,
+                sent_at=now,
+                updated_at=now,
+            )
+            enrollment = engine.enrollment_locked(enrollment_id=message.enrollment_id)
+            if enrollment is not None:
+                engine.enrollment_after_send(
+                    enrollment=enrollment,
+                    step_seq=message.step_seq,
+                    sent_at=now,
+                    message_id=message.pk,
+                )
+            scheduler.scheduled_action_finish(
+                action_id=prepared.action_id, attempt=prepared.attempt
+            )
+            report.sent += 1
+            return
+
+        ratelimit.capacity_release(grant=prepared.capacity)
+        if isinstance(result, Transient) and result.maybe_delivered:
+            Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+                error_code=f"unknown:{result.reason}",
+                error_message=result.detail[:2000],
+                updated_at=now,
+            )
+            grace = datetime.timedelta(seconds=settings.SEND_RECONCILE_GRACE_SECONDS)
+            scheduler.scheduled_action_reschedule(
+                action_id=prepared.action_id,
+                attempt=prepared.attempt,
+                due_at=now + grace,
+                reason=f"provider outcome unknown ({result.reason}); waiting for events",
+            )
+            report.rescheduled += 1
+            return
+        if isinstance(result, Transient):
+            Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+                status=Message.Status.FAILED,
+                error_code=f"transient:{result.reason}"[:64],
+                error_message=(result.detail or result.reason)[:2000],
+                updated_at=now,
+            )
+            backoff = datetime.timedelta(seconds=30 * 2 ** (message.attempt - 1))
+            due = max(result.retry_after or now, now + backoff)
+            scheduler.scheduled_action_reschedule(
+                action_id=prepared.action_id,
+                attempt=prepared.attempt,
+                due_at=due,
+                reason=f"provider transient error: {result.reason}",
+            )
+            report.rescheduled += 1
+            return
+        assert isinstance(result, Permanent)
+        reason = "; ".join(result.errors) or result.reason or f"HTTP {result.status_code}"
+        Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            status=Message.Status.FAILED,
+            error_code=f"permanent:{result.status_code or result.reason}"[:64],
+            error_message=reason[:2000],
+            updated_at=now,
+        )
+        enrollment = engine.enrollment_locked(enrollment_id=message.enrollment_id)
+        if enrollment is not None:
+            engine.enrollment_stop(
+                enrollment=enrollment,
+                trigger="send_failed",
+                reason=f"SendGrid refused the message: {reason}",
+                now=now,
+                state=Enrollment.State.FAILED,
+                message_id=message.pk,
+            )
+        scheduler.scheduled_action_finish(action_id=prepared.action_id, attempt=prepared.attempt)
+        report.failed += 1

@@ -1,0 +1,10 @@
+from celery import shared_task
+
+
+@shared_task(name="messaging.message_send_batch", ignore_result=True, acks_late=True)
+def message_send_batch(items: list[list[int]]) -> int:
+    """Idempotent by construction (fenced actions, one ledger row per step entry), so a
+    redelivered batch — acks_late after a worker died — sends nothing twice."""
+    from messaging.services import sending
+
+    return sending.message_send_batch(items=items).sent

@@ -149,14 +149,20 @@ def _header(headers: Any, name: str) -> str:
     return str(value).strip() if value is not None else ""
 
 
-def _retry_after(headers: Any) -> datetime.datetime | None:
-    """SendGrid documents ``X-RateLimit-Reset`` (epoch seconds), not ``Retry-After``."""
+def _rate_limit_reset(headers: Any) -> datetime.datetime | None:
+    """When a 429 may be retried. SendGrid documents ``X-RateLimit-Reset`` (epoch seconds),
+    not ``Retry-After``; every response carries the rate-limit headers, so they only mean
+    "wait" on a 429."""
     reset = _header(headers, "X-RateLimit-Reset")
     if reset:
         try:
             return datetime.datetime.fromtimestamp(float(reset), tz=datetime.UTC)
         except (ValueError, OverflowError, OSError):
             pass
+    return _retry_after(headers)
+
+
+def _retry_after(headers: Any) -> datetime.datetime | None:
     delay = _header(headers, "Retry-After")
     if delay:
         try:
@@ -194,7 +200,7 @@ def _from_http_error(exc: SendGridHTTPError) -> Transient | Permanent:
     messages = _error_messages(exc.body, str(getattr(exc, "reason", "") or ""))
     if status == 429:
         return Transient(
-            "rate_limited", _retry_after(exc.headers), status, "; ".join(messages)[:500]
+            "rate_limited", _rate_limit_reset(exc.headers), status, "; ".join(messages)[:500]
         )
     if status >= 500 or status == 408:
         return Transient(

@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from messaging.emulator.process import EmulatorProcess
 from messaging.providers import (
     CUSTOM_ARG_MESSAGE_ID,
     CUSTOM_ARG_TENANT,
@@ -28,8 +29,12 @@ from messaging.services.tenant_secrets import tenant_sendgrid_key_set
 TENANT_KEY = "SG.tenantKeyAbcdefghij1234.tenantSecretAbcdefghijklmnopqrstuvwxyz0123456"
 
 
+pytestmark = pytest.mark.slow  # the module starts the SendGrid emulator
+
+
 class FakeSendGrid:
-    """A stand-in SendGrid: records every request and answers from a script."""
+    """Scripted answers SendGrid gives and the emulator does not (403 unverified sender,
+    404, 502/503 from its edge): records every request, answers from a queue."""
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
@@ -71,6 +76,21 @@ class FakeSendGrid:
         self.server.server_close()
 
 
+@pytest.fixture(scope="module")
+def _emulator_process():
+    with EmulatorProcess(quiet=True, tags_only=True) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def sendgrid_emulator(_emulator_process, settings):
+    _emulator_process.reset()
+    settings.SENDGRID_API_HOST = _emulator_process.host
+    settings.SENDGRID_API_KEY = ""
+    settings.SENDGRID_TIMEOUT_SECONDS = 5
+    return _emulator_process
+
+
 @pytest.fixture
 def fake_sendgrid(settings):
     fake = FakeSendGrid()
@@ -102,7 +122,7 @@ def _send(tenant, email=None, **overrides):
     return provider_email_send(tenant_id=tenant.id, email=email or _email(tenant, **overrides))
 
 
-def test_payload_as_the_provider_receives_it(tenant, fake_sendgrid):
+def test_payload_as_the_provider_receives_it(tenant, sendgrid_emulator):
     tenant.open_tracking = False
     tenant.save()
     first = uuid.uuid4()
@@ -120,114 +140,150 @@ def test_payload_as_the_provider_receives_it(tenant, fake_sendgrid):
     result = _send(tenant, email)
 
     assert isinstance(result, Accepted)
-    [request] = fake_sendgrid.requests
-    assert request["path"] == "/v3/mail/send"
-    assert request["headers"]["Authorization"] == "Bearer emulator-local-key"
-    body = request["json"]
-    assert body["personalizations"] == [
-        {"to": [{"email": "lead@prospect.example.com", "name": "Lee Lead"}]}
-    ]
-    assert body["from"] == {"email": "ae@sender.example.com", "name": "Alex AE"}
-    assert body["reply_to"] == {"email": "reply+tok@reply.example.com"}
-    assert body["subject"] == "Quick question"
-    assert [part["type"] for part in body["content"]] == ["text/plain", "text/html"]
-    assert body["custom_args"] == {
+    [record] = sendgrid_emulator.messages(arg_outreach_message_id=str(email.message_public_id))
+    assert record["x_message_id"] == result.provider_message_id
+    assert record["to"] == [{"email": "lead@prospect.example.com", "name": "Lee Lead"}]
+    assert record["from"] == {"email": "ae@sender.example.com", "name": "Alex AE"}
+    assert record["reply_to"] == {"email": "reply+tok@reply.example.com"}
+    assert record["subject"] == "Quick question"
+    assert (record["text"], record["html"]) == (email.text, email.html)
+    assert record["custom_args"] == {
         CUSTOM_ARG_MESSAGE_ID: str(email.message_public_id),
         CUSTOM_ARG_TENANT: str(tenant.public_id),
     }
-    assert body["categories"] == ["campaign-42", "step-followup"]
-    headers = body["headers"]
+    assert record["categories"] == ["campaign-42", "step-followup"]
+    headers = record["headers"]
     assert headers["List-Unsubscribe"] == "<https://outreach.example.com/u/tok123/>"
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert headers["Message-ID"] == f"<{email.message_public_id}@sender.example.com>"
     assert headers["In-Reply-To"] == f"<{first}@sender.example.com>"
     assert headers["References"] == f"<{first}@sender.example.com>"
     assert headers["X-Outreach-Step"] == "followup"
-    assert body["tracking_settings"]["open_tracking"] == {"enable": False}
-    assert body["tracking_settings"]["click_tracking"]["enable"] is True
-    assert body["tracking_settings"]["subscription_tracking"] == {"enable": False}
+    tracking = record["tracking_settings"]
+    assert tracking["open_tracking"] == {"enable": False}
+    assert tracking["click_tracking"]["enable"] is True
+    assert tracking["subscription_tracking"] == {"enable": False}
 
 
-def test_first_message_of_a_thread_has_no_reply_headers(tenant, fake_sendgrid):
-    _send(tenant, reply_to="")
+def test_first_message_of_a_thread_has_no_reply_headers(tenant, sendgrid_emulator):
+    email = _email(tenant, reply_to="")
+    _send(tenant, email)
 
-    body = fake_sendgrid.requests[0]["json"]
-    assert "In-Reply-To" not in body["headers"]
-    assert "References" not in body["headers"]
-    assert "reply_to" not in body
-    assert "categories" not in body
+    [record] = sendgrid_emulator.messages(arg_outreach_message_id=str(email.message_public_id))
+    assert "In-Reply-To" not in record["headers"]
+    assert "References" not in record["headers"]
+    assert record["reply_to"] is None
+    assert record["categories"] == []
 
 
-def test_accepted_carries_the_x_message_id(tenant, fake_sendgrid):
-    fake_sendgrid.reply(202, None, X_Message_Id="Pz8Jc1QgRj6qJx2bB0C3sA")
+def test_accepted_carries_the_x_message_id(tenant, sendgrid_emulator):
+    result = _send(tenant)
+
+    assert isinstance(result, Accepted)
+    assert result.status_code == 202
+    assert len(result.provider_message_id) == 22
+    [record] = sendgrid_emulator.messages(x_message_id=result.provider_message_id)
+    assert record["to"][0]["email"] == "lead@prospect.example.com"
+
+
+def test_429_is_transient_until_the_rate_limit_reset(tenant, sendgrid_emulator):
+    sendgrid_emulator.configure(fault_429_share=1.0, rate_limit_window=60)
+    before = int(time.time()) // 60 * 60 + 60
 
     result = _send(tenant)
 
-    assert result == Accepted(provider_message_id="Pz8Jc1QgRj6qJx2bB0C3sA", status_code=202)
-
-
-def test_429_is_transient_until_the_rate_limit_reset(tenant, fake_sendgrid):
-    reset = int(time.time()) + 37
-    fake_sendgrid.reply(
+    after = int(time.time()) // 60 * 60 + 60
+    assert isinstance(result, Transient)
+    assert (result.reason, result.status_code, result.maybe_delivered) == (
+        "rate_limited",
         429,
-        {"errors": [{"field": None, "message": "too many requests"}]},
-        X_RateLimit_Limit="600",
-        X_RateLimit_Remaining="0",
-        X_RateLimit_Reset=str(reset),
+        False,
     )
+    assert result.retry_after in {
+        datetime.datetime.fromtimestamp(reset, tz=datetime.UTC) for reset in (before, after)
+    }
+    assert "too many requests" in result.detail
+    assert sendgrid_emulator.messages() == []
+
+
+def test_500_is_transient(tenant, sendgrid_emulator):
+    sendgrid_emulator.configure(fault_500_share=1.0)
 
     result = _send(tenant)
 
     assert isinstance(result, Transient)
-    assert result.reason == "rate_limited"
-    assert result.status_code == 429
-    assert result.retry_after == datetime.datetime.fromtimestamp(reset, tz=datetime.UTC)
-    assert result.maybe_delivered is False
+    assert (result.reason, result.status_code, result.retry_after) == ("server_error", 500, None)
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
-def test_server_errors_are_transient(tenant, fake_sendgrid, status):
-    fake_sendgrid.reply(status, {"errors": [{"field": None, "message": "internal error"}]})
+def test_400_is_permanent_with_sendgrids_messages(tenant, sendgrid_emulator):
+    result = _send(tenant, to_email="not-an-address")
 
-    result = _send(tenant)
-
-    assert isinstance(result, Transient)
-    assert (result.reason, result.status_code, result.retry_after) == ("server_error", status, None)
-
-
-@pytest.mark.parametrize(
-    ("status", "reason", "message"),
-    [
-        (400, "bad_request", "Does not contain a valid address."),
-        (401, "unauthorized", "The provided authorization grant is invalid, expired, or revoked"),
-        (
-            403,
-            "forbidden",
-            "The from address does not match a verified Sender Identity. Mail cannot be sent "
-            "until this error is resolved.",
-        ),
-        (404, "not_found", "resource not found"),
-        (413, "payload_too_large", "The request body is too large."),
-    ],
-)
-def test_client_errors_are_permanent_with_sendgrids_messages(
-    tenant, fake_sendgrid, status, reason, message
-):
-    fake_sendgrid.reply(
-        status,
-        {
-            "errors": [
-                {"message": message, "field": "from", "help": None},
-                {"message": "second problem", "field": None, "help": None},
-            ]
-        },
+    assert result == Permanent(
+        status_code=400, errors=["Does not contain a valid address."], reason="bad_request"
     )
+
+
+def test_401_is_permanent_with_sendgrids_message(tenant, sendgrid_emulator):
+    sendgrid_emulator.configure(api_keys=["the-only-accepted-key"])
 
     result = _send(tenant)
 
     assert result == Permanent(
-        status_code=status, errors=[message, "second problem"], reason=reason
+        status_code=401,
+        errors=["The provided authorization grant is invalid, expired, or revoked"],
+        reason="unauthorized",
     )
+
+
+def test_413_is_permanent(tenant, sendgrid_emulator):
+    sendgrid_emulator.configure(max_body_bytes=4096)
+
+    result = _send(tenant, html="<p>" + "x" * 8192 + "</p>")
+
+    assert isinstance(result, Permanent)
+    assert (result.status_code, result.reason) == (413, "payload_too_large")
+    assert "too large" in result.errors[0]
+
+
+def test_timeout_after_the_provider_took_the_message_says_maybe_delivered(
+    tenant, sendgrid_emulator, settings
+):
+    sendgrid_emulator.configure(latency_ms=3000)
+    settings.SENDGRID_TIMEOUT_SECONDS = 0.5
+    email = _email(tenant)
+
+    result = _send(tenant, email)
+
+    assert isinstance(result, Transient)
+    assert (result.reason, result.maybe_delivered) == ("timeout", True)
+    # The emulator did accept it: a blind resend would deliver the message twice.
+    assert sendgrid_emulator.messages(arg_outreach_message_id=str(email.message_public_id))
+
+
+def test_errors_sendgrid_has_but_the_emulator_does_not(tenant, fake_sendgrid):
+    unverified = (
+        "The from address does not match a verified Sender Identity. Mail cannot be sent "
+        "until this error is resolved."
+    )
+    fake_sendgrid.reply(403, {"errors": [{"message": unverified, "field": "from", "help": None}]})
+    fake_sendgrid.reply(404, {"errors": [{"message": "resource not found", "field": None}]})
+    fake_sendgrid.reply(502, None)
+    fake_sendgrid.reply(
+        503, {"errors": [{"message": "unavailable", "field": None}]}, Retry_After="30"
+    )
+
+    forbidden, not_found, bad_gateway, unavailable = (_send(tenant) for _ in range(4))
+
+    assert forbidden == Permanent(status_code=403, errors=[unverified], reason="forbidden")
+    assert not_found == Permanent(
+        status_code=404, errors=["resource not found"], reason="not_found"
+    )
+    assert isinstance(bad_gateway, Transient)
+    assert (bad_gateway.reason, bad_gateway.status_code) == ("server_error", 502)
+    assert isinstance(unavailable, Transient)
+    assert unavailable.status_code == 503
+    assert unavailable.retry_after is not None
+    assert fake_sendgrid.requests[0]["path"] == "/v3/mail/send"
 
 
 def test_timeout_against_a_server_that_never_answers(tenant, settings):
@@ -307,20 +363,22 @@ def test_connection_closed_without_an_answer_may_have_delivered(tenant, settings
 
 
 def test_tenant_key_then_platform_key_then_emulator_key(
-    tenant, other_tenant, fake_sendgrid, settings
+    tenant, other_tenant, sendgrid_emulator, settings
 ):
     tenant_sendgrid_key_set(tenant_id=tenant.id, api_key=TENANT_KEY)
+    sendgrid_emulator.configure(api_keys=[TENANT_KEY])
 
-    _send(tenant)
-    _send(other_tenant)
+    assert isinstance(_send(tenant), Accepted)
+    assert isinstance(_send(other_tenant), Permanent)  # it falls back to another key
+
     settings.SENDGRID_API_KEY = "platform-key-0001"
-    _send(other_tenant)
+    sendgrid_emulator.configure(api_keys=["platform-key-0001"])
+    assert isinstance(_send(other_tenant), Accepted)
 
-    assert [r["headers"]["Authorization"] for r in fake_sendgrid.requests] == [
-        f"Bearer {TENANT_KEY}",
-        "Bearer emulator-local-key",
-        "Bearer platform-key-0001",
-    ]
+    settings.SENDGRID_API_KEY = ""
+    sendgrid_emulator.configure(api_keys=["emulator-local-key"])
+    assert isinstance(_send(other_tenant), Accepted)
+    assert isinstance(_send(tenant), Permanent)  # a tenant key always wins
 
 
 def test_no_key_for_real_sendgrid_is_permanent_without_a_call(tenant, settings):
@@ -333,7 +391,7 @@ def test_no_key_for_real_sendgrid_is_permanent_without_a_call(tenant, settings):
     assert (result.status_code, result.reason) == (None, "missing_api_key")
 
 
-def test_undecryptable_tenant_key_is_permanent(tenant, fake_sendgrid):
+def test_undecryptable_tenant_key_is_permanent(tenant, sendgrid_emulator):
     tenant.sendgrid_api_key_encrypted = "gAAAAABnot-a-token-of-ours"
     tenant.save()
 
@@ -341,25 +399,26 @@ def test_undecryptable_tenant_key_is_permanent(tenant, fake_sendgrid):
 
     assert isinstance(result, Permanent)
     assert result.reason == "undecryptable_api_key"
-    assert fake_sendgrid.requests == []
+    assert sendgrid_emulator.messages() == []
 
 
-def test_content_that_looks_like_an_api_key_is_never_sent(tenant, fake_sendgrid):
+def test_content_that_looks_like_an_api_key_is_never_sent(tenant, sendgrid_emulator):
     result = _send(tenant, text=f"our key is {TENANT_KEY}")
 
     assert isinstance(result, Permanent)
     assert result.reason == "invalid_payload"
-    assert fake_sendgrid.requests == []
+    assert sendgrid_emulator.messages() == []
 
 
-def test_the_api_key_never_reaches_the_logs(tenant, fake_sendgrid, caplog):
+def test_the_api_key_never_reaches_the_logs(tenant, sendgrid_emulator, caplog):
     tenant_sendgrid_key_set(tenant_id=tenant.id, api_key=TENANT_KEY)
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="python_http_client")
-    fake_sendgrid.reply(401, {"errors": [{"message": "bad key", "field": None}]})
-
     email = _email(tenant)
+
+    sendgrid_emulator.configure(api_keys=["some-other-key"])
     _send(tenant, email)
+    sendgrid_emulator.configure(api_keys=[TENANT_KEY])
     _send(tenant, email)
 
     assert caplog.records
@@ -380,3 +439,23 @@ def test_clients_are_reused_and_carry_the_timeout(tenant, settings):
 
     assert provider_client_get(credentials=credentials) is first
     assert first.client.timeout == 7
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"headers": {"From": "someone@else.example.com"}}, "header 'From' cannot be set"),
+        ({"headers": {"X-Note": "a\r\nBcc: victim@example.com"}}, "line breaks"),
+        ({"text": "", "html": ""}, "neither a text nor an HTML body"),
+        ({"unsubscribe_url": "https://x.example.com/u/\r\nX: y"}, "line breaks"),
+    ],
+)
+def test_messages_that_cannot_be_built_are_permanent_and_never_sent(
+    tenant, sendgrid_emulator, overrides, problem
+):
+    result = _send(tenant, **overrides)
+
+    assert isinstance(result, Permanent)
+    assert result.reason == "invalid_payload"
+    assert problem in result.errors[0]
+    assert sendgrid_emulator.messages() == []

@@ -7,4 +7,10 @@ PERIODIC_TASKS = [
         every_seconds=6 * 3600,
         expires_seconds=3600,
     ),
+    Periodic(
+        name="messaging: re-process unprocessed webhook receipts",
+        task="maintenance.webhook_receipts_sweep",
+        every_seconds=30,
+        expires_seconds=25,
+    ),
 ]

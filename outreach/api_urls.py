@@ -5,4 +5,5 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("campaigns.urls")),
     path("", include("messaging.urls")),
+    path("", include("suppression.urls")),
 ]

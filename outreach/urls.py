@@ -10,4 +10,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("outreach.api_urls")),
+    path("webhooks/", include("outreach.webhook_urls")),
+    path("u/", include("suppression.public_urls")),
 ]

@@ -1,0 +1,203 @@
+"""The raw webhook store and the Event Webhook receipt lifecycle.
+
+A body is kept exactly as received (one INSERT) before the provider gets its 2xx. A receipt
+is then normalised exactly once: by the task its commit hinted, or by the sweeper when that
+hint was lost or its worker died. Either path goes through ``webhook_receipt_normalise``,
+which claims the row with ``SKIP LOCKED`` and marks it processed in the same transaction as
+its events.
+"""
+
+import datetime
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from messaging.models import WebhookReceipt
+from messaging.services.events import EventsStored, message_events_store
+from outreach.tenancy.models import TenantAlert
+
+logger = logging.getLogger(__name__)
+
+
+def webhook_receipt_create(
+    *,
+    tenant_id: int,
+    kind: str,
+    body: bytes,
+    headers: dict[str, str],
+    content_type: str = "",
+) -> int:
+    """Store one receipt in a single INSERT and return its id.
+
+    Normalisation of an Event Webhook receipt is only hinted (``transaction.on_commit``): the
+    row is the durable record, and the sweeper re-processes any receipt whose hint was lost.
+    """
+    receipt = WebhookReceipt.objects.create(
+        tenant_id=tenant_id,
+        kind=kind,
+        body=body,
+        headers=headers,
+        content_type=content_type[:200],
+    )
+    if kind == WebhookReceipt.Kind.EVENTS:
+        transaction.on_commit(lambda: _normalise_hint(receipt.pk))
+    return receipt.pk
+
+
+def _normalise_hint(receipt_id: int) -> None:
+    from messaging.tasks_events import webhook_receipt_normalise
+
+    try:
+        webhook_receipt_normalise.apply_async(args=[receipt_id], retry=False)
+    except Exception:  # the broker being down must not fail an accepted webhook
+        logger.warning("webhook.receipt.hint_failed", extra={"receipt_id": receipt_id})
+
+
+def _claim_attempt(receipt_id: int) -> bool:
+    """Count this attempt outside the processing transaction, so a worker that dies mid-way
+    still used one up (a receipt that crashes workers must not be retried forever)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE messaging_webhookreceipt SET attempts = attempts + 1
+            WHERE id = (SELECT id FROM messaging_webhookreceipt
+                        WHERE id = %s AND kind = %s AND processed_at IS NULL
+                        FOR UPDATE SKIP LOCKED)
+            """,
+            [receipt_id, WebhookReceipt.Kind.EVENTS],
+        )
+        return cursor.rowcount == 1
+
+
+def _record_failure(receipt_id: int, exc: BaseException) -> None:
+    message = f"{type(exc).__name__}: {exc}"[:2000]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE messaging_webhookreceipt SET last_error = %s WHERE id = %s"
+            " RETURNING tenant_id, attempts",
+            [message, receipt_id],
+        )
+        row = cursor.fetchone()
+    if row and row[1] >= settings.WEBHOOK_RECEIPT_MAX_ATTEMPTS:
+        TenantAlert.objects.create(
+            tenant_id=row[0],
+            kind=TenantAlert.Kind.WEBHOOK,
+            message=f"Webhook receipt {receipt_id} failed {row[1]} times and is no longer "
+            f"retried: {message[:300]}",
+            payload={"receipt_id": receipt_id},
+        )
+
+
+def _parse_body(body: bytes) -> list[Any] | None:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return parsed if isinstance(parsed, list) else None
+
+
+def webhook_receipt_normalise(*, receipt_id: int) -> EventsStored | None:
+    """Process one Event Webhook receipt exactly once; None when there was nothing to do
+    (already processed, or another worker holds it right now).
+
+    Safe to call any number of times, concurrently: the receipt row is claimed with
+    ``SKIP LOCKED`` and marked processed in the same transaction as its events.
+    """
+    if not _claim_attempt(receipt_id):
+        return None
+    try:
+        with transaction.atomic(durable=True):
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    """
+                    SELECT r.tenant_id, r.body, r.received_at, t.webhook_shadow_mode
+                    FROM messaging_webhookreceipt r
+                    JOIN tenancy_tenant t ON t.id = r.tenant_id
+                    WHERE r.id = %s AND r.kind = %s AND r.processed_at IS NULL
+                    FOR UPDATE OF r SKIP LOCKED
+                    """,
+                    [receipt_id, WebhookReceipt.Kind.EVENTS],
+                )
+                row = cursor.fetchone()
+            if row is None:
+                return None
+            tenant_id, body, received_at, shadow_mode = row
+            raw_events = _parse_body(bytes(body))
+            error = ""
+            if raw_events is None:
+                # Cannot happen through the endpoint (it refuses such bodies); never retry it.
+                error, raw_events = "body is not a JSON array", []
+            result = message_events_store(
+                tenant_id=tenant_id,
+                raw_events=raw_events,
+                received_at=received_at,
+                shadow_mode=shadow_mode,
+                receipt_id=receipt_id,
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE messaging_webhookreceipt SET processed_at = now(), event_count = %s,"
+                    " last_error = %s WHERE id = %s",
+                    [result.received, error, receipt_id],
+                )
+    except Exception as exc:
+        _record_failure(receipt_id, exc)
+        raise
+    logger.info(
+        "webhook.receipt.normalised",
+        extra={
+            "tenant_id": tenant_id,
+            "receipt_id": receipt_id,
+            "events": result.received,
+            "new": len(result.new_event_ids),
+            "suppressed": result.suppressed,
+        },
+    )
+    return result
+
+
+def webhook_receipts_sweep(
+    *, limit: int = 500, grace_seconds: int | None = None, time_budget_seconds: float = 25.0
+) -> int:
+    """Re-process Event Webhook receipts left unprocessed past the grace period (a lost
+    Celery message, a crashed worker). Returns how many this run processed.
+
+    Safe to run concurrently with itself and with the normalise task: each receipt is
+    claimed with ``SKIP LOCKED`` by whoever gets it first. A receipt that keeps failing
+    stops being retried after ``WEBHOOK_RECEIPT_MAX_ATTEMPTS`` (and has raised an alert).
+    """
+    grace = settings.WEBHOOK_RECEIPT_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    started = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT id FROM messaging_webhookreceipt
+            WHERE kind = %s AND processed_at IS NULL AND received_at < %s AND attempts < %s
+            ORDER BY received_at LIMIT %s
+            """,
+            [
+                WebhookReceipt.Kind.EVENTS,
+                started - datetime.timedelta(seconds=grace),
+                settings.WEBHOOK_RECEIPT_MAX_ATTEMPTS,
+                limit,
+            ],
+        )
+        receipt_ids = [row[0] for row in cursor.fetchall()]
+    processed = 0
+    for receipt_id in receipt_ids:
+        if (timezone.now() - started).total_seconds() > time_budget_seconds:
+            break
+        try:
+            if webhook_receipt_normalise(receipt_id=receipt_id) is not None:
+                processed += 1
+        except Exception:
+            logger.exception("webhook.receipt.sweep_failed", extra={"receipt_id": receipt_id})
+    if receipt_ids:
+        logger.info(
+            "webhook.receipts.swept", extra={"found": len(receipt_ids), "processed": processed}
+        )
+    return processed

@@ -1,0 +1,1 @@
+"""Provider webhooks: verify, store raw, answer 2xx fast; normalisation happens in a task."""

@@ -1,0 +1,13 @@
+"""Unauthenticated provider callbacks under ``/webhooks/``: each view verifies its own caller."""
+
+from django.urls import path
+
+from messaging.webhooks.views import sendgrid_events
+
+urlpatterns = [
+    path(
+        "sendgrid/events/<uuid:tenant_public_id>/",
+        sendgrid_events,
+        name="webhook-sendgrid-events",
+    ),
+]

@@ -1,0 +1,45 @@
+"""Suppression reads. The send path calls ``suppression_check`` right before each send."""
+
+from django.db.models import QuerySet
+
+from suppression.models import Suppression
+from suppression.services import email_normalise
+
+
+def suppression_check(*, tenant_id: int, emails: list[str]) -> set[str]:
+    """The addresses among ``emails`` that must not be mailed (tenant or global scope).
+
+    One query; the result holds normalised (stripped, lower-case) addresses.
+    """
+    wanted = {email_normalise(email) for email in emails if email}
+    if not wanted:
+        return set()
+    return set(
+        Suppression.objects.applicable_to(tenant_id)
+        .filter(email__in=wanted)
+        .values_list("email", flat=True)
+    )
+
+
+def suppression_list(
+    *,
+    tenant_id: int,
+    email: str | None = None,
+    reason: str | None = None,
+    scope: str | None = None,
+) -> QuerySet[Suppression]:
+    """A tenant's suppressions and the global ones, newest first, optionally filtered."""
+    queryset = Suppression.objects.applicable_to(tenant_id)
+    if email:
+        queryset = queryset.filter(email=email_normalise(email))
+    if reason:
+        queryset = queryset.filter(reason=reason)
+    if scope == Suppression.Scope.TENANT:
+        queryset = queryset.filter(tenant_id=tenant_id)
+    elif scope == Suppression.Scope.GLOBAL:
+        queryset = queryset.filter(tenant__isnull=True)
+    return queryset.order_by("-id")
+
+
+def suppression_get(*, tenant_id: int, suppression_id: int) -> Suppression | None:
+    return Suppression.objects.applicable_to(tenant_id).filter(pk=suppression_id).first()

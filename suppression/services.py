@@ -1,0 +1,126 @@
+"""Suppression writes. An address is stored normalised (stripped, lower-case).
+
+Every add is ``INSERT … ON CONFLICT DO NOTHING`` on the unique (tenant, email) key — NULL
+tenant is the global scope — so concurrent adds of one address (a webhook retry racing a
+one-click unsubscribe) store it once and never fail. Adds take part in the caller's
+transaction: the webhook normaliser suppresses in the same transaction as the event.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import connection
+
+from outreach.common.errors import ApplicationError, NotFound
+from suppression.models import Suppression
+from suppression.unsubscribe import unsubscribe_url_build  # noqa: F401 (the send path's entry)
+
+MAX_EMAIL_LENGTH = 320
+
+
+@dataclass(frozen=True)
+class SuppressionEntry:
+    email: str
+    reason: str
+    note: str = ""
+
+
+def email_normalise(email: str) -> str:
+    return email.strip().lower()
+
+
+def _validate(*, email: str, reason: str, source: str) -> None:
+    if not email or "@" not in email or len(email) > MAX_EMAIL_LENGTH:
+        raise ApplicationError(
+            "Enter a valid email address.", extra={"email": ["Enter a valid email address."]}
+        )
+    if reason not in Suppression.Reason.values:
+        raise ApplicationError(
+            f"Unknown suppression reason {reason!r}.",
+            extra={"reason": [f"expected one of {', '.join(Suppression.Reason.values)}"]},
+        )
+    if source not in Suppression.Source.values:
+        raise ApplicationError(
+            f"Unknown suppression source {source!r}.",
+            extra={"source": [f"expected one of {', '.join(Suppression.Source.values)}"]},
+        )
+
+
+def suppression_bulk_add(
+    *, tenant_id: int | None, entries: Iterable[SuppressionEntry], source: str
+) -> list[str]:
+    """Suppress many addresses in one statement; returns the addresses newly suppressed.
+
+    ``tenant_id=None`` writes the global scope. Duplicates in ``entries`` keep the first.
+    Rows are inserted in email order so two concurrent callers lock keys in the same order.
+    """
+    unique: dict[str, SuppressionEntry] = {}
+    for entry in entries:
+        email = email_normalise(entry.email)
+        _validate(email=email, reason=entry.reason, source=source)
+        unique.setdefault(email, SuppressionEntry(email, entry.reason, entry.note))
+    if not unique:
+        return []
+    emails = sorted(unique)
+    scope = Suppression.Scope.GLOBAL if tenant_id is None else Suppression.Scope.TENANT
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO suppression_suppression (tenant_id, scope, email, reason, source, note,
+                                                 created_at)
+            SELECT %s, %s, e.email, e.reason, %s, e.note, now()
+            FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY
+                AS e(email, reason, note, n)
+            ORDER BY e.n
+            ON CONFLICT (tenant_id, email) DO NOTHING
+            RETURNING email
+            """,
+            [
+                tenant_id,
+                scope,
+                source,
+                emails,
+                [unique[e].reason for e in emails],
+                [unique[e].note for e in emails],
+            ],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def suppression_add(
+    *, tenant_id: int | None, email: str, reason: str, source: str, note: str = ""
+) -> bool:
+    """Suppress one address; True when it was not suppressed in that scope before."""
+    created = suppression_bulk_add(
+        tenant_id=tenant_id,
+        entries=[SuppressionEntry(email=email, reason=reason, note=note)],
+        source=source,
+    )
+    return bool(created)
+
+
+def suppression_remove(*, tenant_id: int, suppression_id: int) -> None:
+    """Lift a tenant-scope suppression. Global entries are read-only through a tenant."""
+    entry = Suppression.objects.filter(pk=suppression_id).applicable_to(tenant_id).first()
+    if entry is None:
+        raise NotFound("Suppression not found.")
+    if entry.tenant_id is None:
+        raise ApplicationError(
+            "Global suppressions are managed by the platform operator.",
+            code="read_only",
+            status_code=403,
+        )
+    Suppression.objects.filter(pk=entry.pk, tenant_id=tenant_id).delete()
+
+
+def suppression_one_click_apply(*, tenant_id: int, email: str, message_public_id: str = "") -> bool:
+    """Honour an RFC 8058 one-click unsubscribe (always, shadow mode or not: it is the
+    recipient's legal opt-out). True when the address was not suppressed before."""
+    note = f"one-click unsubscribe from message {message_public_id}" if message_public_id else ""
+    return suppression_add(
+        tenant_id=tenant_id,
+        email=email,
+        reason=Suppression.Reason.UNSUBSCRIBE,
+        source=Suppression.Source.ONE_CLICK,
+        note=note,
+    )

@@ -20,6 +20,7 @@ class _Edge:
     target: str
     pointer: str
     waits: bool  # does taking this edge imply time passes (a wait step or a timeout)?
+    trigger: str = "next"
 
 
 def _edges(steps: dict) -> list[_Edge]:
@@ -42,10 +43,11 @@ def _edges(steps: dict) -> list[_Edge]:
             # A target written in the wrong shape still counts here, so one mistake does not
             # also make its target look unreachable.
             if isinstance(value, str):
-                edges.append(_Edge(name, value, json_pointer((*base, "on", trigger)), is_timeout))
+                pointer = json_pointer((*base, "on", trigger))
+                edges.append(_Edge(name, value, pointer, is_timeout, trigger))
             elif isinstance(value, dict) and isinstance(value.get("to"), str):
                 pointer = json_pointer((*base, "on", trigger, "to"))
-                edges.append(_Edge(name, value["to"], pointer, is_timeout))
+                edges.append(_Edge(name, value["to"], pointer, is_timeout, trigger))
     return edges
 
 
@@ -153,6 +155,30 @@ def _loop_errors(steps: dict, edges: list[_Edge]) -> list[PlanError]:
     return errors
 
 
+_FINAL_TRIGGERS = {
+    "bounce": "a bounced address cannot be emailed again",
+    "unsubscribe": "a lead who unsubscribed is never emailed again",
+}
+
+
+def _final_trigger_errors(steps: dict, edges: list[_Edge]) -> list[PlanError]:
+    """Bounces and unsubscribes end the journey whatever the plan says; the plan only labels it."""
+    errors = []
+    for edge in edges:
+        if edge.trigger not in _FINAL_TRIGGERS:
+            continue
+        kind = steps[edge.target].get("type") if isinstance(steps[edge.target], dict) else None
+        if kind in STEP_TYPES and kind != "end":
+            errors.append(
+                PlanError(
+                    edge.pointer,
+                    f'{_FINAL_TRIGGERS[edge.trigger]}, so "{edge.trigger}" must lead to an end '
+                    f"step; {show_value(edge.target)} is {with_article(kind)} step",
+                )
+            )
+    return errors
+
+
 def graph_errors(plan: dict, steps: dict) -> list[PlanError]:
     errors: list[PlanError] = []
     names = set(steps)
@@ -176,6 +202,7 @@ def graph_errors(plan: dict, steps: dict) -> list[PlanError]:
             complete = False
 
     errors.extend(_loop_errors(steps, valid_edges))
+    errors.extend(_final_trigger_errors(steps, valid_edges))
 
     start = plan.get("start")
     reached: dict[str, str | None] = {}

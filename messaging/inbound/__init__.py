@@ -1,0 +1,1 @@
+"""Replies that come back through SendGrid Inbound Parse: parse, match, classify, list."""

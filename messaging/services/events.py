@@ -42,13 +42,11 @@ Decisions (documented here because the send path and the campaign engine rely on
 """
 
 import datetime
-import hashlib
-import json
 import logging
 import re
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -57,13 +55,18 @@ from django.utils import timezone
 from psycopg import sql
 
 from messaging.models import Message
+from messaging.webhooks.sendgrid_events import (
+    NormalisedEvent,
+    clean_text,
+    event_key,
+    event_normalise,
+    raw_json,
+)
 from outreach.tenancy.models import TenantAlert
 from suppression.models import Suppression
 from suppression.services import SuppressionEntry, suppression_bulk_add
 
 logger = logging.getLogger(__name__)
-
-CUSTOM_ARG_MESSAGE_ID = "outreach_message_id"
 
 MESSAGE_STATUS_RANK: dict[str, int] = {
     Message.Status.SENDING: 0,
@@ -81,25 +84,6 @@ MESSAGE_STATUS_RANK: dict[str, int] = {
     Message.Status.UNSUBSCRIBED: 82,
     Message.Status.COMPLAINED: 83,
 }
-
-EVENT_TYPES = frozenset(
-    {
-        "processed",
-        "deferred",
-        "delivered",
-        "open",
-        "click",
-        "bounce",
-        "blocked",
-        "dropped",
-        "spamreport",
-        "unsubscribe",
-        "group_unsubscribe",
-        "group_resubscribe",
-        "account_status_change",
-        "unknown",
-    }
-)
 
 _STATUS_FOR_EVENT: dict[str, str] = {
     "processed": Message.Status.PROCESSED,
@@ -136,127 +120,6 @@ _BOT_USER_AGENT = re.compile(
 )
 
 _ADVISORY_NAMESPACE = 0x5342  # pg_advisory_xact_lock(namespace, hash) for soft-bounce counts
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def _clean(value: Any, limit: int) -> str:
-    """A string column value: text only, no NUL (Postgres refuses it), bounded length."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    return text[:limit]
-
-
-def _canonical(raw: dict[str, Any]) -> str:
-    return json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
-
-
-def event_key(raw: dict[str, Any]) -> str:
-    """The dedup key: SendGrid's ``sg_event_id``, else a hash of the whole event (so the same
-    event delivered twice still has one key). Hashed keys are prefixed, and ``:`` never
-    occurs in base64url ids, so the two spaces cannot collide."""
-    sg_event_id = raw.get("sg_event_id")
-    if isinstance(sg_event_id, str) and sg_event_id and "\x00" not in sg_event_id:
-        if len(sg_event_id) <= 255:
-            return sg_event_id
-        return "sha256:" + hashlib.sha256(sg_event_id.encode()).hexdigest()
-    return "syn:" + hashlib.sha256(_canonical(raw).encode()).hexdigest()
-
-
-def event_occurred_at(raw: dict[str, Any], default: datetime.datetime) -> datetime.datetime:
-    """``timestamp`` is unix seconds; some senders (Single Sends) use milliseconds."""
-    value = raw.get("timestamp")
-    if isinstance(value, bool):
-        return default
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return default
-    if not isinstance(value, (int, float)) or value != value or value <= 0:
-        return default
-    if value > 100_000_000_000:  # later than year 5138 in seconds: must be milliseconds
-        value = value / 1000
-    try:
-        return datetime.datetime.fromtimestamp(value, tz=datetime.UTC)
-    except (OverflowError, OSError, ValueError):
-        return default
-
-
-def event_type_of(raw: dict[str, Any]) -> str:
-    name = raw.get("event")
-    if name == "bounce" and str(raw.get("type", "")).lower() == "blocked":
-        return "blocked"
-    if isinstance(name, str) and name in EVENT_TYPES and name not in ("blocked", "unknown"):
-        return name
-    return "unknown"
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"true", "1", "yes"}
-    return bool(value) and value == value
-
-
-def _message_ref(raw: dict[str, Any]) -> uuid.UUID | None:
-    value = raw.get(CUSTOM_ARG_MESSAGE_ID)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
-def _raw_json(raw: dict[str, Any]) -> str:
-    text = json.dumps(raw, separators=(",", ":"), ensure_ascii=False, default=str)
-    if "\\u0000" in text:  # jsonb refuses the NUL escape
-        text = text.replace("\\u0000", "\\ufffd")
-    return text
-
-
-@dataclass(slots=True)
-class NormalisedEvent:
-    key: str
-    event_type: str
-    occurred_at: datetime.datetime
-    email: str
-    provider_message_id: str
-    sg_prefix: str
-    smtp_id: str
-    message_ref: uuid.UUID | None
-    is_machine_open: bool
-    user_agent: str
-    raw: dict[str, Any]
-    message_id: int | None = None
-    enrollment_id: int | None = None
-    is_bot_click: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def event_normalise(
-    raw: dict[str, Any], *, key: str, received_at: datetime.datetime
-) -> NormalisedEvent:
-    """One SendGrid event as we store it (the message is attached later, in bulk)."""
-    event_type = event_type_of(raw)
-    sg_message_id = _clean(raw.get("sg_message_id"), 200)
-    return NormalisedEvent(
-        key=key,
-        event_type=event_type,
-        occurred_at=event_occurred_at(raw, received_at),
-        email=_clean(raw.get("email"), 320).strip().lower(),
-        provider_message_id=sg_message_id,
-        sg_prefix=sg_message_id.split(".", 1)[0],
-        smtp_id=_clean(raw.get("smtp-id"), 300),
-        message_ref=_message_ref(raw),
-        is_machine_open=event_type == "open" and _truthy(raw.get("sg_machine_open")),
-        user_agent=_clean(raw.get("useragent"), 1000),
-        raw=raw,
-    )
 
 
 # --------------------------------------------------------------------------- mapping
@@ -383,7 +246,7 @@ def _events_insert(
             [e.email for e in events],
             [e.is_machine_open for e in events],
             [e.is_bot_click for e in events],
-            [_raw_json(e.raw) for e in events],
+            [raw_json(e.raw) for e in events],
         ],
     )
     return [row[0] for row in cursor.fetchall()]
@@ -398,10 +261,10 @@ def _status_of(event: NormalisedEvent) -> str | None:
 def _error_of(event: NormalisedEvent) -> tuple[str, str]:
     raw = event.raw
     if event.event_type in ("bounce", "blocked"):
-        code = f"{event.event_type}:{_clean(raw.get('status'), 20)}".rstrip(":")
-        return code[:64], _clean(raw.get("reason") or raw.get("response"), 2000)
+        code = f"{event.event_type}:{clean_text(raw.get('status'), 20)}".rstrip(":")
+        return code[:64], clean_text(raw.get("reason") or raw.get("response"), 2000)
     if event.event_type == "dropped":
-        return "dropped", _clean(raw.get("reason"), 2000)
+        return "dropped", clean_text(raw.get("reason"), 2000)
     return "", ""
 
 
@@ -577,7 +440,7 @@ def _alerts_raise(tenant_id: int, events: list[NormalisedEvent]) -> None:
         TenantAlert(
             tenant_id=tenant_id,
             kind=TenantAlert.Kind.ACCOUNT_STATUS,
-            message=f"SendGrid account status changed: {_clean(e.raw.get('type'), 100) or 'unknown'}",
+            message=f"SendGrid account status changed: {clean_text(e.raw.get('type'), 100) or 'unknown'}",
             payload=e.raw,
         )
         for e in events

@@ -8,6 +8,9 @@ from rest_framework.test import APIClient
 from outreach.tenancy.models import Tenant, TenantAPIKey
 from outreach.testing.factories import TenantFactory
 
+# The SendGrid emulator fixtures (sendgrid_emulator, sendgrid_emulator_factory, webhook_sink).
+pytest_plugins = ["messaging.tests.emulator_fixtures"]
+
 
 @pytest.fixture
 def tenant(db) -> Tenant:

@@ -142,7 +142,8 @@ class EmulatorConfig:
         try:
             config_check(candidate)
         except ValueError as exc:
-            problems.append(str(exc).lstrip("-"))
+            flags, _, reason = str(exc).partition(": ")
+            problems.append(f"{flags.replace('--', '').replace('-', '_')}: {reason}")
         if not problems:
             for spec in dataclasses.fields(self):
                 setattr(self, spec.name, getattr(candidate, spec.name))

@@ -7,26 +7,19 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Lead
-from messaging.emulator.process import EmulatorProcess
 from messaging.models import EmailVerdict
 from messaging.services.email_verdicts import email_verdict_get
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def _emulator_process():
-    with EmulatorProcess(quiet=True, tags_only=True) as emulator:
-        yield emulator
-
-
 @pytest.fixture
-def sendgrid_emulator(_emulator_process, settings):
-    _emulator_process.reset()
-    settings.SENDGRID_API_HOST = _emulator_process.host
+def emulator(sendgrid_emulator, settings):
+    """The shared emulator (reset for this test), as the provider the adapter calls."""
+    settings.SENDGRID_API_HOST = sendgrid_emulator.host
     settings.SENDGRID_API_KEY = ""
     settings.SENDGRID_TIMEOUT_SECONDS = 5
-    return _emulator_process
+    return sendgrid_emulator
 
 
 def _provider_calls(caplog) -> int:
@@ -42,7 +35,7 @@ def _provider_calls(caplog) -> int:
         ("jane@acme.invalid", Lead.Validation.INVALID, "the domain has no MX or A record"),
     ],
 )
-def test_sendgrid_verdicts_map_to_lead_statuses(tenant, sendgrid_emulator, email, status, reason):
+def test_sendgrid_verdicts_map_to_lead_statuses(tenant, emulator, email, status, reason):
     verdict = email_verdict_get(tenant_id=tenant.id, email=email, use_provider=True)
 
     assert verdict.status == status
@@ -54,13 +47,13 @@ def test_sendgrid_verdicts_map_to_lead_statuses(tenant, sendgrid_emulator, email
     assert (row.verdict, row.source) == (status, "sendgrid")
 
 
-def test_a_typo_suggestion_is_kept(tenant, sendgrid_emulator):
+def test_a_typo_suggestion_is_kept(tenant, emulator):
     verdict = email_verdict_get(tenant_id=tenant.id, email="jane@gmial.com", use_provider=True)
 
     assert verdict.suggestion == "gmail.com"
 
 
-def test_second_call_is_answered_from_the_cache(tenant, sendgrid_emulator, caplog):
+def test_second_call_is_answered_from_the_cache(tenant, emulator, caplog):
     caplog.set_level(logging.INFO)
     first = email_verdict_get(tenant_id=tenant.id, email="Jane.Doe@Acme.com", use_provider=True)
     assert _provider_calls(caplog) == 1
@@ -73,7 +66,7 @@ def test_second_call_is_answered_from_the_cache(tenant, sendgrid_emulator, caplo
     assert EmailVerdict.objects.for_tenant(tenant.id).count() == 1
 
 
-def test_a_stale_verdict_is_checked_again(tenant, sendgrid_emulator, settings, caplog):
+def test_a_stale_verdict_is_checked_again(tenant, emulator, settings, caplog):
     caplog.set_level(logging.INFO)
     email_verdict_get(tenant_id=tenant.id, email="jane.doe@acme.com", use_provider=True)
     settings.EMAIL_VERDICT_MAX_AGE_DAYS = 30
@@ -89,7 +82,7 @@ def test_a_stale_verdict_is_checked_again(tenant, sendgrid_emulator, settings, c
     assert row.checked_at > timezone.now() - datetime.timedelta(minutes=1)
 
 
-def test_cache_is_per_tenant(tenant, other_tenant, sendgrid_emulator, caplog):
+def test_cache_is_per_tenant(tenant, other_tenant, emulator, caplog):
     caplog.set_level(logging.INFO)
     email_verdict_get(tenant_id=tenant.id, email="jane.doe@acme.com", use_provider=True)
 
@@ -102,7 +95,7 @@ def test_cache_is_per_tenant(tenant, other_tenant, sendgrid_emulator, caplog):
     assert EmailVerdict.objects.for_tenant(other_tenant.id).count() == 1
 
 
-def test_without_the_provider_nothing_is_called(tenant, sendgrid_emulator, caplog):
+def test_without_the_provider_nothing_is_called(tenant, emulator, caplog):
     caplog.set_level(logging.INFO)
 
     verdict = email_verdict_get(tenant_id=tenant.id, email="jane.doe@acme.com", use_provider=False)
@@ -117,8 +110,8 @@ def test_without_the_provider_nothing_is_called(tenant, sendgrid_emulator, caplo
     [{"fault_500_share": 1.0}, {"fault_429_share": 1.0}, {"api_keys": ["another-key"]}],
     ids=["500", "429", "401"],
 )
-def test_provider_failure_gives_unknown_and_caches_nothing(tenant, sendgrid_emulator, fault):
-    sendgrid_emulator.configure(**fault)
+def test_provider_failure_gives_unknown_and_caches_nothing(tenant, emulator, fault):
+    emulator.configure(**fault)
 
     verdict = email_verdict_get(tenant_id=tenant.id, email="jane.doe@acme.com", use_provider=True)
 
@@ -127,11 +120,11 @@ def test_provider_failure_gives_unknown_and_caches_nothing(tenant, sendgrid_emul
     assert not EmailVerdict.objects.exists()
 
 
-def test_provider_failure_keeps_a_local_verdict(tenant, sendgrid_emulator):
+def test_provider_failure_keeps_a_local_verdict(tenant, emulator):
     EmailVerdict.objects.create(
         tenant=tenant, email="info@acme.com", verdict="risky", source="local", checks={}
     )
-    sendgrid_emulator.configure(fault_500_share=1.0)
+    emulator.configure(fault_500_share=1.0)
 
     verdict = email_verdict_get(tenant_id=tenant.id, email="info@acme.com", use_provider=True)
 

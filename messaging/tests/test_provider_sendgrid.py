@@ -11,7 +11,6 @@ import uuid
 
 import pytest
 
-from messaging.emulator.process import EmulatorProcess
 from messaging.providers import (
     CUSTOM_ARG_MESSAGE_ID,
     CUSTOM_ARG_TENANT,
@@ -29,7 +28,7 @@ from messaging.services.tenant_secrets import tenant_sendgrid_key_set
 TENANT_KEY = "SG.tenantKeyAbcdefghij1234.tenantSecretAbcdefghijklmnopqrstuvwxyz0123456"
 
 
-pytestmark = pytest.mark.slow  # the module starts the SendGrid emulator
+pytestmark = pytest.mark.slow  # the SendGrid emulator runs as a real process
 
 
 class FakeSendGrid:
@@ -76,19 +75,13 @@ class FakeSendGrid:
         self.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def _emulator_process():
-    with EmulatorProcess(quiet=True, tags_only=True) as emulator:
-        yield emulator
-
-
 @pytest.fixture
-def sendgrid_emulator(_emulator_process, settings):
-    _emulator_process.reset()
-    settings.SENDGRID_API_HOST = _emulator_process.host
+def emulator(sendgrid_emulator, settings):
+    """The shared emulator (reset for this test), as the provider the adapter calls."""
+    settings.SENDGRID_API_HOST = sendgrid_emulator.host
     settings.SENDGRID_API_KEY = ""
     settings.SENDGRID_TIMEOUT_SECONDS = 5
-    return _emulator_process
+    return sendgrid_emulator
 
 
 @pytest.fixture
@@ -122,7 +115,7 @@ def _send(tenant, email=None, **overrides):
     return provider_email_send(tenant_id=tenant.id, email=email or _email(tenant, **overrides))
 
 
-def test_payload_as_the_provider_receives_it(tenant, sendgrid_emulator):
+def test_payload_as_the_provider_receives_it(tenant, emulator):
     tenant.open_tracking = False
     tenant.save()
     first = uuid.uuid4()
@@ -140,7 +133,7 @@ def test_payload_as_the_provider_receives_it(tenant, sendgrid_emulator):
     result = _send(tenant, email)
 
     assert isinstance(result, Accepted)
-    [record] = sendgrid_emulator.messages(arg_outreach_message_id=str(email.message_public_id))
+    [record] = emulator.messages(arg_outreach_message_id=str(email.message_public_id))
     assert record["x_message_id"] == result.provider_message_id
     assert record["to"] == [{"email": "lead@prospect.example.com", "name": "Lee Lead"}]
     assert record["from"] == {"email": "ae@sender.example.com", "name": "Alex AE"}
@@ -165,29 +158,29 @@ def test_payload_as_the_provider_receives_it(tenant, sendgrid_emulator):
     assert tracking["subscription_tracking"] == {"enable": False}
 
 
-def test_first_message_of_a_thread_has_no_reply_headers(tenant, sendgrid_emulator):
+def test_first_message_of_a_thread_has_no_reply_headers(tenant, emulator):
     email = _email(tenant, reply_to="")
     _send(tenant, email)
 
-    [record] = sendgrid_emulator.messages(arg_outreach_message_id=str(email.message_public_id))
+    [record] = emulator.messages(arg_outreach_message_id=str(email.message_public_id))
     assert "In-Reply-To" not in record["headers"]
     assert "References" not in record["headers"]
     assert record["reply_to"] is None
     assert record["categories"] == []
 
 
-def test_accepted_carries_the_x_message_id(tenant, sendgrid_emulator):
+def test_accepted_carries_the_x_message_id(tenant, emulator):
     result = _send(tenant)
 
     assert isinstance(result, Accepted)
     assert result.status_code == 202
     assert len(result.provider_message_id) == 22
-    [record] = sendgrid_emulator.messages(x_message_id=result.provider_message_id)
+    [record] = emulator.messages(x_message_id=result.provider_message_id)
     assert record["to"][0]["email"] == "lead@prospect.example.com"
 
 
-def test_429_is_transient_until_the_rate_limit_reset(tenant, sendgrid_emulator):
-    sendgrid_emulator.configure(fault_429_share=1.0, rate_limit_window=60)
+def test_429_is_transient_until_the_rate_limit_reset(tenant, emulator):
+    emulator.configure(fault_429_share=1.0, rate_limit_window=60)
     before = int(time.time()) // 60 * 60 + 60
 
     result = _send(tenant)
@@ -203,11 +196,11 @@ def test_429_is_transient_until_the_rate_limit_reset(tenant, sendgrid_emulator):
         datetime.datetime.fromtimestamp(reset, tz=datetime.UTC) for reset in (before, after)
     }
     assert "too many requests" in result.detail
-    assert sendgrid_emulator.messages() == []
+    assert emulator.messages() == []
 
 
-def test_500_is_transient(tenant, sendgrid_emulator):
-    sendgrid_emulator.configure(fault_500_share=1.0)
+def test_500_is_transient(tenant, emulator):
+    emulator.configure(fault_500_share=1.0)
 
     result = _send(tenant)
 
@@ -215,7 +208,7 @@ def test_500_is_transient(tenant, sendgrid_emulator):
     assert (result.reason, result.status_code, result.retry_after) == ("server_error", 500, None)
 
 
-def test_400_is_permanent_with_sendgrids_messages(tenant, sendgrid_emulator):
+def test_400_is_permanent_with_sendgrids_messages(tenant, emulator):
     result = _send(tenant, to_email="not-an-address")
 
     assert result == Permanent(
@@ -223,8 +216,8 @@ def test_400_is_permanent_with_sendgrids_messages(tenant, sendgrid_emulator):
     )
 
 
-def test_401_is_permanent_with_sendgrids_message(tenant, sendgrid_emulator):
-    sendgrid_emulator.configure(api_keys=["the-only-accepted-key"])
+def test_401_is_permanent_with_sendgrids_message(tenant, emulator):
+    emulator.configure(api_keys=["the-only-accepted-key"])
 
     result = _send(tenant)
 
@@ -235,8 +228,8 @@ def test_401_is_permanent_with_sendgrids_message(tenant, sendgrid_emulator):
     )
 
 
-def test_413_is_permanent(tenant, sendgrid_emulator):
-    sendgrid_emulator.configure(max_body_bytes=4096)
+def test_413_is_permanent(tenant, emulator):
+    emulator.configure(max_body_bytes=4096)
 
     result = _send(tenant, html="<p>" + "x" * 8192 + "</p>")
 
@@ -246,9 +239,9 @@ def test_413_is_permanent(tenant, sendgrid_emulator):
 
 
 def test_timeout_after_the_provider_took_the_message_says_maybe_delivered(
-    tenant, sendgrid_emulator, settings
+    tenant, emulator, settings
 ):
-    sendgrid_emulator.configure(latency_ms=3000)
+    emulator.configure(latency_ms=3000)
     settings.SENDGRID_TIMEOUT_SECONDS = 0.5
     email = _email(tenant)
 
@@ -257,7 +250,7 @@ def test_timeout_after_the_provider_took_the_message_says_maybe_delivered(
     assert isinstance(result, Transient)
     assert (result.reason, result.maybe_delivered) == ("timeout", True)
     # The emulator did accept it: a blind resend would deliver the message twice.
-    assert sendgrid_emulator.messages(arg_outreach_message_id=str(email.message_public_id))
+    assert emulator.messages(arg_outreach_message_id=str(email.message_public_id))
 
 
 def test_errors_sendgrid_has_but_the_emulator_does_not(tenant, fake_sendgrid):
@@ -362,21 +355,19 @@ def test_connection_closed_without_an_answer_may_have_delivered(tenant, settings
     assert result.maybe_delivered is True
 
 
-def test_tenant_key_then_platform_key_then_emulator_key(
-    tenant, other_tenant, sendgrid_emulator, settings
-):
+def test_tenant_key_then_platform_key_then_emulator_key(tenant, other_tenant, emulator, settings):
     tenant_sendgrid_key_set(tenant_id=tenant.id, api_key=TENANT_KEY)
-    sendgrid_emulator.configure(api_keys=[TENANT_KEY])
+    emulator.configure(api_keys=[TENANT_KEY])
 
     assert isinstance(_send(tenant), Accepted)
     assert isinstance(_send(other_tenant), Permanent)  # it falls back to another key
 
     settings.SENDGRID_API_KEY = "platform-key-0001"
-    sendgrid_emulator.configure(api_keys=["platform-key-0001"])
+    emulator.configure(api_keys=["platform-key-0001"])
     assert isinstance(_send(other_tenant), Accepted)
 
     settings.SENDGRID_API_KEY = ""
-    sendgrid_emulator.configure(api_keys=["emulator-local-key"])
+    emulator.configure(api_keys=["emulator-local-key"])
     assert isinstance(_send(other_tenant), Accepted)
     assert isinstance(_send(tenant), Permanent)  # a tenant key always wins
 
@@ -391,7 +382,7 @@ def test_no_key_for_real_sendgrid_is_permanent_without_a_call(tenant, settings):
     assert (result.status_code, result.reason) == (None, "missing_api_key")
 
 
-def test_undecryptable_tenant_key_is_permanent(tenant, sendgrid_emulator):
+def test_undecryptable_tenant_key_is_permanent(tenant, emulator):
     tenant.sendgrid_api_key_encrypted = "gAAAAABnot-a-token-of-ours"
     tenant.save()
 
@@ -399,26 +390,26 @@ def test_undecryptable_tenant_key_is_permanent(tenant, sendgrid_emulator):
 
     assert isinstance(result, Permanent)
     assert result.reason == "undecryptable_api_key"
-    assert sendgrid_emulator.messages() == []
+    assert emulator.messages() == []
 
 
-def test_content_that_looks_like_an_api_key_is_never_sent(tenant, sendgrid_emulator):
+def test_content_that_looks_like_an_api_key_is_never_sent(tenant, emulator):
     result = _send(tenant, text=f"our key is {TENANT_KEY}")
 
     assert isinstance(result, Permanent)
     assert result.reason == "invalid_payload"
-    assert sendgrid_emulator.messages() == []
+    assert emulator.messages() == []
 
 
-def test_the_api_key_never_reaches_the_logs(tenant, sendgrid_emulator, caplog):
+def test_the_api_key_never_reaches_the_logs(tenant, emulator, caplog):
     tenant_sendgrid_key_set(tenant_id=tenant.id, api_key=TENANT_KEY)
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="python_http_client")
     email = _email(tenant)
 
-    sendgrid_emulator.configure(api_keys=["some-other-key"])
+    emulator.configure(api_keys=["some-other-key"])
     _send(tenant, email)
-    sendgrid_emulator.configure(api_keys=[TENANT_KEY])
+    emulator.configure(api_keys=[TENANT_KEY])
     _send(tenant, email)
 
     assert caplog.records
@@ -451,11 +442,11 @@ def test_clients_are_reused_and_carry_the_timeout(tenant, settings):
     ],
 )
 def test_messages_that_cannot_be_built_are_permanent_and_never_sent(
-    tenant, sendgrid_emulator, overrides, problem
+    tenant, emulator, overrides, problem
 ):
     result = _send(tenant, **overrides)
 
     assert isinstance(result, Permanent)
     assert result.reason == "invalid_payload"
     assert problem in result.errors[0]
-    assert sendgrid_emulator.messages() == []
+    assert emulator.messages() == []

@@ -22,7 +22,7 @@ class CustomFieldsField(serializers.DictField):
     lists are refused: templates personalise with scalars."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("child", serializers.JSONField())
+        kwargs.setdefault("child", serializers.JSONField(allow_null=True))
         kwargs.setdefault(
             "help_text",
             f"Flat object (at most {CUSTOM_FIELDS_MAX_KEYS} keys) of string, number, boolean "
@@ -149,7 +149,10 @@ class LeadBulkCreatedSerializer(serializers.Serializer):
 class LeadBulkSkippedSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     email = serializers.CharField()
-    reason = serializers.CharField(help_text='"already exists", or a duplicate row of the batch.')
+    reason = serializers.CharField(
+        help_text='"already exists" (see existing_id), or '
+        '"duplicate of an earlier row (items/N)" of the same request.'
+    )
     existing_id = serializers.IntegerField(allow_null=True)
 
 

@@ -136,7 +136,9 @@ class LeadViewSet(viewsets.GenericViewSet):
                 {
                     "index": skip.index,
                     "email": skip.email,
-                    "reason": skip.reason,
+                    "reason": skip.reason
+                    if skip.duplicate_of is None
+                    else f"{skip.reason} (items/{skip.duplicate_of})",
                     "existing_id": skip.existing_id,
                 }
                 for skip in result.skipped
@@ -157,7 +159,7 @@ def _rows_parse(items: list[Any]) -> tuple[list[tuple[int, dict[str, Any]]], dic
     errors: dict[str, list[str]] = {}
     for index, item in enumerate(items):
         try:
-            rows.append((index, row_serializer.run_validation(item)))
+            rows.append((index, row_serializer.row_validate(item)))
         except serializers.ValidationError as exc:
             detail = exc.detail
             if isinstance(detail, dict) and list(detail) == ["non_field_errors"]:

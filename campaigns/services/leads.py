@@ -7,6 +7,7 @@ is reported with the field it concerns, so the API can answer with a field path.
 """
 
 import datetime
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,6 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from campaigns.models import Lead
 from campaigns.selectors import lead_get
@@ -40,6 +40,7 @@ LEAD_INPUT_FIELDS = (
 )
 BULK_MAX_ROWS = 10_000
 ALREADY_EXISTS = "already exists"
+DUPLICATE_IN_BATCH = "duplicate of an earlier row"
 _EMAIL_UNIQUE = "lead_email_unique_per_tenant"
 _NORMALIZERS: dict[str, Callable[[str], str]] = {
     "phone": phone_normalize,
@@ -61,10 +62,17 @@ FieldErrors = dict[str, list[str]]
 
 @dataclass(frozen=True)
 class LeadBulkSkip:
+    """A row not inserted because its email is taken: ``existing_id`` names the tenant's lead
+    with it, or ``duplicate_of`` the index of an earlier row of the same batch."""
+
     index: int
     email: str
-    reason: str
     existing_id: int | None = None
+    duplicate_of: int | None = None
+
+    @property
+    def reason(self) -> str:
+        return ALREADY_EXISTS if self.duplicate_of is None else DUPLICATE_IN_BATCH
 
 
 @dataclass
@@ -205,43 +213,41 @@ _INSERT_COLUMNS = (
     ("validation_reason", "text"),
     ("is_role_address", "boolean"),
     ("is_disposable", "boolean"),
-    ("validated_at", "timestamptz"),
 )
 
 
 def _insert_ignoring_existing(
     *, tenant_id: int, rows: Sequence[dict[str, Any]], now: datetime.datetime
 ) -> dict[str, int]:
-    """One ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING RETURNING``: a single round
-    trip for any number of rows, and an address inserted concurrently by someone else is
-    skipped rather than failing the batch. Returns email → new lead id."""
+    """Insert rows, skipping emails the tenant already has; returns email → new lead id.
+
+    The rows travel as one JSON document expanded by ``json_to_recordset``: a single round
+    trip and a single statement for any number of rows (several times faster than
+    per-column arrays, whose client-side encoding dominates at 10,000 rows).
+    ``ON CONFLICT DO NOTHING`` makes an address inserted concurrently by someone else a skip
+    rather than a failed batch.
+    """
     if not rows:
         return {}
     names = [name for name, _ in _INSERT_COLUMNS]
     query = sql.SQL(
-        "INSERT INTO {table} (tenant_id, created_at, updated_at, {columns}) "
-        "SELECT %s, %s, %s, {selected} FROM unnest({arrays}) AS t({columns}) "
+        "INSERT INTO {table} (tenant_id, created_at, updated_at, validated_at, {columns}) "
+        "SELECT %s, %s, %s, %s, {columns} FROM json_to_recordset(%s::json) AS t({spec}) "
         "ON CONFLICT (tenant_id, email) DO NOTHING RETURNING email, id"
     ).format(
         table=sql.Identifier(Lead._meta.db_table),
         columns=sql.SQL(", ").join(sql.Identifier(name) for name in names),
-        selected=sql.SQL(", ").join(sql.Identifier("t", name) for name in names),
-        arrays=sql.SQL(", ").join(
-            sql.SQL("%s::{}[]").format(sql.SQL(pg_type)) for _, pg_type in _INSERT_COLUMNS
+        spec=sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(pg_type))
+            for name, pg_type in _INSERT_COLUMNS
         ),
     )
-    params: list[Any] = [tenant_id, now, now]
-    for name, _ in _INSERT_COLUMNS:
-        column = [row.get(name, "") for row in rows]
-        if name == "custom_fields":
-            column = [Jsonb(value or {}) for value in column]
-        elif name in {"is_role_address", "is_disposable"}:
-            column = [bool(value) for value in column]
-        elif name == "validated_at":
-            column = [row.get(name) for row in rows]
-        params.append(column)
+    defaults = {"custom_fields": {}, "is_role_address": False, "is_disposable": False}
+    document = json.dumps(
+        [{name: row.get(name, defaults.get(name, "")) for name in names} for row in rows]
+    )
     with connection.cursor() as cursor:
-        cursor.execute(query.as_string(cursor.connection), params)
+        cursor.execute(query.as_string(cursor.connection), [tenant_id, now, now, now, document])
         return dict(cursor.fetchall())
 
 
@@ -274,11 +280,7 @@ def lead_bulk_create(
         email = clean["email"]
         if email in first_index_of:
             result.skipped.append(
-                LeadBulkSkip(
-                    index=index,
-                    email=email,
-                    reason=f"duplicate of items/{first_index_of[email]} in this request",
-                )
+                LeadBulkSkip(index=index, email=email, duplicate_of=first_index_of[email])
             )
             continue
         first_index_of[email] = index
@@ -298,9 +300,7 @@ def lead_bulk_create(
             result.created.append((index, inserted[email]))
         else:
             result.skipped.append(
-                LeadBulkSkip(
-                    index=index, email=email, reason=ALREADY_EXISTS, existing_id=existing.get(email)
-                )
+                LeadBulkSkip(index=index, email=email, existing_id=existing.get(email))
             )
     result.skipped.sort(key=lambda skip: skip.index)
     logger.info(

@@ -1,10 +1,11 @@
 """Request-body parsing for the JSON API, with the size limit enforced as a 413.
 
-DRF reads the body straight from the request stream, so Django's own
-``DATA_UPLOAD_MAX_MEMORY_SIZE`` check (done only when ``request.body`` is touched) never runs
-for API views. This parser applies the same limit itself: a declared ``Content-Length`` over
-the limit is refused before anything is read, and a body that turns out longer than declared
-is cut at limit + 1 bytes, so an oversized upload never costs more memory than the limit.
+DRF's own ``JSONParser`` is handed ``request.body``, whose ``DATA_UPLOAD_MAX_MEMORY_SIZE``
+check raises ``RequestDataTooBig`` outside the API's error handling (Django answers with an
+HTML 400). This parser applies the same limit itself and answers 413 with the API's JSON
+error: a declared ``Content-Length`` over the limit is refused before anything is read, and
+a body is never read past limit + 1 bytes, so an oversized upload costs no more memory than
+the limit.
 """
 
 import json
@@ -13,7 +14,8 @@ from typing import Any
 from django.conf import settings
 from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
-from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.parsers import BaseParser, get_encoding
+from rest_framework.renderers import JSONRenderer
 from rest_framework.utils import json as drf_json
 
 
@@ -31,7 +33,17 @@ def _too_large(limit: int) -> RequestTooLarge:
     return RequestTooLarge(f"Request body is larger than the limit of {limit} bytes.")
 
 
-class LimitedJSONParser(JSONParser):
+class LimitedJSONParser(BaseParser):
+    """JSON bodies up to ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes; larger ones are a 413.
+
+    Deliberately not a ``JSONParser`` subclass: DRF hands those ``request.body``, whose own
+    size check raises ``RequestDataTooBig`` outside the API's error handling (an HTML 400).
+    Given the raw stream, this parser reads at most limit + 1 bytes and answers in JSON.
+    """
+
+    media_type = "application/json"
+    renderer_class = JSONRenderer
+
     def parse(
         self, stream: Any, media_type: str | None = None, parser_context: dict | None = None
     ) -> Any:

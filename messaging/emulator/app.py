@@ -65,7 +65,7 @@ class Emulator:
         self.signer = Signer.from_setting(config.signing_key_file)
         self.registry = TenantRegistry()
         if config.tenants_file:
-            self.registry.load_file(config.tenants_file)
+            self.registry.watch_file(config.tenants_file)
         self.stats = Stats()
         self.store: deque[tuple[str, float, dict[str, Any]]] = deque(maxlen=config.store_size)
         self.dispatcher = Dispatcher(
@@ -234,8 +234,6 @@ class Emulator:
         self.stats.clear()
         self.dispatcher.clear()
         self.registry.clear()
-        if self._startup_config.tenants_file:
-            self.registry.load_file(self._startup_config.tenants_file)
         for spec in dataclasses.fields(self.config):
             setattr(self.config, spec.name, copy.deepcopy(getattr(self._startup_config, spec.name)))
         self._fault_rng = random.Random(self.config.seed)

@@ -14,6 +14,7 @@ import http.client
 import itertools
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -94,31 +95,62 @@ class TenantRegistry:
     def __init__(self) -> None:
         self._routes: dict[str, TenantRoute] = {}
         self._lock = threading.Lock()
+        self._file = ""
+        self._file_mtime: int | None = None
+        self._file_checked = 0.0
 
-    def load_file(self, path: str) -> None:
-        for entry in json.loads(Path(path).read_text()):
-            self.register(entry)
+    def watch_file(self, path: str) -> None:
+        """Load routes from a JSON file, and again whenever it changes (a demo seeds it).
+
+        A missing file is fine (it may be written later); a malformed one at start-up is not.
+        """
+        self._file = path
+        self._file_mtime = None
+        self.refresh(strict=True)
+
+    def refresh(self, *, strict: bool = False) -> None:
+        if not self._file:
+            return
+        now = time.monotonic()
+        if not strict and now - self._file_checked < 1.0:
+            return
+        self._file_checked = now
+        try:
+            mtime = os.stat(self._file).st_mtime_ns
+        except FileNotFoundError:
+            if strict:
+                logger.warning("emulator.tenants_file_missing", extra={"path": self._file})
+            return
+        if mtime == self._file_mtime:
+            return
+        try:
+            entries = json.loads(Path(self._file).read_text())
+            if not isinstance(entries, list):
+                raise ValueError("expected a JSON list of {tenant, events_url, inbound_url, ...}")
+            routes = [_route(entry) for entry in entries]
+        except (OSError, ValueError, AttributeError) as exc:
+            if strict:
+                raise ValueError(f"--tenants-file {self._file}: {exc}") from exc
+            logger.warning("emulator.tenants_file_invalid", extra={"error": str(exc)})
+            return
+        self._file_mtime = mtime
+        with self._lock:
+            for route in routes:
+                self._routes[route.tenant] = route
 
     def register(self, entry: dict[str, Any]) -> TenantRoute:
-        tenant = entry.get("tenant")
-        if not isinstance(tenant, str) or not tenant:
-            raise ValueError("tenant: required")
-        for name in ("events_url", "inbound_url", "inbound_secret"):
-            if not isinstance(entry.get(name, ""), str):
-                raise ValueError(f"{name}: expected a string")
-        route = TenantRoute(
-            tenant=tenant,
-            events_url=entry.get("events_url", ""),
-            inbound_url=entry.get("inbound_url", ""),
-            inbound_secret=entry.get("inbound_secret", ""),
-        )
+        route = _route(entry)
         with self._lock:
-            self._routes[tenant] = route
+            self._routes[route.tenant] = route
         return route
 
     def clear(self) -> None:
+        """Forget every route, then take the file's routes again."""
         with self._lock:
             self._routes.clear()
+        if self._file:
+            self._file_mtime, self._file_checked = None, 0.0
+            self.refresh(strict=False)
 
     def all(self) -> list[dict[str, str]]:
         with self._lock:
@@ -126,6 +158,10 @@ class TenantRegistry:
 
     def __bool__(self) -> bool:
         return bool(self._routes)
+
+    @property
+    def watching(self) -> bool:
+        return bool(self._file)
 
     def events_url(self, tenant: str | None, config: EmulatorConfig) -> str | None:
         route = self._routes.get(tenant or "")
@@ -138,6 +174,21 @@ class TenantRegistry:
         if route and route.inbound_url:
             return route.inbound_url
         return _fill(config.inbound_url_template, tenant, route)
+
+
+def _route(entry: dict[str, Any]) -> TenantRoute:
+    tenant = entry.get("tenant")
+    if not isinstance(tenant, str) or not tenant:
+        raise ValueError("tenant: required")
+    for name in ("events_url", "inbound_url", "inbound_secret"):
+        if not isinstance(entry.get(name, ""), str):
+            raise ValueError(f"{name}: expected a string")
+    return TenantRoute(
+        tenant=tenant,
+        events_url=entry.get("events_url", ""),
+        inbound_url=entry.get("inbound_url", ""),
+        inbound_secret=entry.get("inbound_secret", ""),
+    )
 
 
 def _fill(template: str, tenant: str | None, route: TenantRoute | None) -> str | None:
@@ -223,7 +274,12 @@ class Dispatcher:
 
     def routable(self) -> bool:
         config = self.config
-        return bool(config.events_url_template or config.inbound_url_template or self.registry)
+        return bool(
+            config.events_url_template
+            or config.inbound_url_template
+            or self.registry
+            or self.registry.watching
+        )
 
     def submit(self, x_message_id: str, received_at: float, payload: dict[str, Any]) -> None:
         # deque.append is atomic: the send path never takes a lock or wakes a thread.
@@ -258,6 +314,7 @@ class Dispatcher:
 
     def _round(self) -> None:
         config = self.config
+        self.registry.refresh()
         # Peek, plan, then pop: ``pending()`` never sees a message in neither place.
         while self.intake:
             x_message_id, received_at, payload = self.intake[0]

@@ -609,6 +609,47 @@ def test_rates_with_a_seed_are_reproducible(sendgrid_emulator_factory, webhook_s
     assert ("delivered", "processed") in kinds
 
 
+def test_tenants_file_is_read_when_it_appears_and_when_it_changes(
+    sendgrid_emulator_factory, webhook_sink, tmp_path
+):
+    routes = tmp_path / "tenants.json"
+    emulator = sendgrid_emulator_factory(tenants_file=str(routes))
+    sg = client(emulator)
+    sg.send(mail("early@example.com"))
+    assert emulator.wait_idle()["events_unroutable"] == 2
+
+    routes.write_text(
+        json.dumps([{"tenant": TENANT, "events_url": webhook_sink.url + "/from-file/"}])
+    )
+    deadline = time.monotonic() + 10
+    while not any(
+        t["tenant"] == TENANT for t in emulator.control("GET", "/_emulator/tenants")["tenants"]
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    sg.send(mail("late@example.com"))
+    events = _verified_events(emulator, webhook_sink.wait_for(1, prefix="/from-file/"))
+    assert {e["email"] for e in events} == {"late@example.com"}
+
+    emulator.reset()  # routes from the file survive a reset
+    assert emulator.control("GET", "/_emulator/tenants")["tenants"][0]["tenant"] == TENANT
+
+
+def test_malformed_tenants_file_stops_start_up_with_one_line(tmp_path):
+    routes = tmp_path / "tenants.json"
+    routes.write_text("{not json")
+    result = subprocess.run(
+        [sys.executable, "-m", "messaging.emulator", "--port", "0", "--tenants-file", str(routes)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith(f"sendgrid-emulator: --tenants-file {routes}:")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 # --- Inbound Parse replies --------------------------------------------------------------------
 
 

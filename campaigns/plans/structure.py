@@ -232,6 +232,8 @@ def _describe(error: ValidationError) -> list[PlanError]:
 
     if keyword == "type":
         message = _type_message(context, error.validator_value, instance)
+    elif keyword == "enum" and path[-1:] == ("type",) and not isinstance(instance, str):
+        message = f"expected a step type ({', '.join(STEP_TYPES)}), got {json_type(instance)}"
     elif keyword == "enum" and path[-1:] == ("type",):
         message = (
             f"unknown step type {show_value(instance)}{did_you_mean(instance, STEP_TYPES)}; "

@@ -76,8 +76,11 @@ def address_tags(email: str) -> set[str]:
 
 
 def event_id_new(event: str, x_message_id: str) -> str:
-    """URL-safe like SendGrid's ``sg_event_id`` (which is base64url of a readable token)."""
-    token = f"{event}-{next(_event_counter)}-{x_message_id}-{os.urandom(6).hex()}"
+    """URL-safe like SendGrid's ``sg_event_id`` (base64url of a readable token).
+
+    Unique because ``x_message_id`` is 128 random bits and the counter never repeats within it.
+    """
+    token = f"{event}-{next(_event_counter)}-{x_message_id}"
     return base64.urlsafe_b64encode(token.encode()).rstrip(b"=").decode("ascii")
 
 
@@ -85,7 +88,9 @@ def smtp_id(x_message_id: str) -> str:
     return f"<{x_message_id}@ismtpd0039p1iad1.sendgrid.net>"
 
 
-def _first_link(html: str, text: str) -> str:
+def _first_link(payload: dict[str, Any]) -> str:
+    content = {b.get("type"): b.get("value") for b in payload.get("content") or []}
+    html, text = content.get("text/html", ""), content.get("text/plain", "")
     for candidate in _HREF.findall(html or "") + _URL.findall(text or ""):
         if "unsubscribe" not in candidate.lower():
             return candidate
@@ -157,9 +162,24 @@ def message_plan(
     planned: list[PlannedEvent | PlannedReply] = []
     categories = payload.get("categories")
     top_args = payload.get("custom_args") or {}
-    content = {b.get("type"): b.get("value") for b in payload.get("content") or []}
-    link = _first_link(content.get("text/html", ""), content.get("text/plain", ""))
+    asm = payload.get("asm")
+    asm_group_id = asm.get("group_id") if isinstance(asm, dict) else None
     recipient_index = 0
+
+    def add(
+        event: str,
+        extra: dict[str, Any],
+        when: float,
+        common: dict[str, Any],
+        custom_args: dict[str, str],
+        tenant: str | None,
+    ) -> None:
+        body = {**common, **extra, "event": event, "timestamp": int(when)}
+        body["sg_event_id"] = event_id_new(event, x_message_id)
+        for key, value in custom_args.items():
+            body.setdefault(key, value)  # SendGrid's own keys win on collision
+        planned.append(PlannedEvent(due=when, tenant=tenant, event=body))
+
     for personalization in payload.get("personalizations") or []:
         custom_args = {**top_args, **(personalization.get("custom_args") or {})}
         tenant = custom_args.get("outreach_tenant")
@@ -183,29 +203,20 @@ def message_plan(
             }
             if categories:
                 common["category"] = categories
-            if isinstance(payload.get("asm"), dict) and "group_id" in payload["asm"]:
-                common["asm_group_id"] = payload["asm"]["group_id"]
+            if asm_group_id is not None:
+                common["asm_group_id"] = asm_group_id
             clock = _Clock(received_at, rng, config)
+            context = (common, custom_args, tenant)
 
-            def add(
-                event: str,
-                extra: dict[str, Any],
-                *,
-                when: float,
-                _common: dict[str, Any] = common,
-                _args: dict[str, str] = custom_args,
-                _tenant: str | None = tenant,
-            ) -> None:
-                body = {**_common, **extra, "event": event, "timestamp": int(when)}
-                body["sg_event_id"] = event_id_new(event, x_message_id)
-                for key, value in _args.items():
-                    body.setdefault(key, value)  # SendGrid's own keys win on collision
-                planned.append(PlannedEvent(due=when, tenant=_tenant, event=body))
-
-            add("processed", {}, when=clock.step())
+            add("processed", {}, clock.step(), *context)
             recipient_index += 1
             if outcome.drop:
-                add("dropped", {"reason": "Bounced Address", "status": "5.0.0"}, when=clock.step())
+                add(
+                    "dropped",
+                    {"reason": "Bounced Address", "status": "5.0.0"},
+                    clock.step(),
+                    *context,
+                )
                 continue
             if outcome.defer:
                 for attempt in ("1", "2"):
@@ -216,44 +227,49 @@ def message_plan(
                             "attempt": attempt,
                             "domain": email.rpartition("@")[2],
                         },
-                        when=clock.step(),
+                        clock.step(),
+                        *context,
                     )
             if outcome.bounce or outcome.blocked:
-                add("bounce", _bounce_fields(hard=outcome.bounce), when=clock.step())
+                add("bounce", _bounce_fields(hard=outcome.bounce), clock.step(), *context)
                 continue
             delivered_at = clock.step()
             add(
                 "delivered",
                 {"response": "250 2.0.0 OK  accepted for delivery", "ip": MTA_IP, "tls": 1},
-                when=delivered_at,
+                delivered_at,
+                *context,
             )
             if outcome.machine_open:
                 add(
                     "open",
                     {"useragent": MACHINE_UA, "ip": MACHINE_IP, "sg_machine_open": True},
-                    when=clock.step(),
+                    clock.step(),
+                    *context,
                 )
             if outcome.human_open:
                 add(
                     "open",
                     {"useragent": HUMAN_UA, "ip": HUMAN_IP, "sg_machine_open": False},
-                    when=clock.step(),
+                    clock.step(),
+                    *context,
                 )
             if outcome.click:
                 add(
                     "click",
                     {
-                        "url": link,
+                        "url": _first_link(payload),
                         "url_offset": {"index": 0, "type": "html"},
                         "useragent": HUMAN_UA,
                         "ip": HUMAN_IP,
                     },
-                    when=clock.step(),
+                    clock.step(),
+                    *context,
                 )
             if outcome.spam:
-                add("spamreport", {}, when=clock.step())
+                add("spamreport", {}, clock.step(), *context)
             if outcome.unsub:
-                add("unsubscribe", {"useragent": HUMAN_UA, "ip": HUMAN_IP}, when=clock.step())
+                add("unsubscribe", {"useragent": HUMAN_UA, "ip": HUMAN_IP}, clock.step(), *context)
             if outcome.ooo:
                 planned.append(
                     PlannedReply(

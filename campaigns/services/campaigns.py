@@ -108,6 +108,16 @@ class VersionAdded:
     created: bool
 
 
+def campaign_version_check(*, tenant_id: int, campaign_id: int, plan: Any) -> None:
+    """Validate a plan as ``campaign_version_add`` would, storing nothing."""
+    if not Campaign.objects.for_tenant(tenant_id).filter(pk=campaign_id).exists():
+        raise NotFound("Campaign not found.")
+    sms_enabled = (
+        Tenant.objects.filter(pk=tenant_id).values_list("sms_enabled", flat=True).first() or False
+    )
+    plans.plan_validate_or_raise(plan=plan, sms_enabled=sms_enabled)
+
+
 def campaign_version_add(*, tenant_id: int, campaign_id: int, plan: Any) -> VersionAdded:
     """Validate and store a plan as the campaign's next version.
 
@@ -115,14 +125,12 @@ def campaign_version_add(*, tenant_id: int, campaign_id: int, plan: Any) -> Vers
     returns that version (``created=False``) instead of a copy, so a retried request never
     makes a second version. The campaign row lock serialises version numbering.
     """
-    sms_enabled = (
-        Tenant.objects.filter(pk=tenant_id).values_list("sms_enabled", flat=True).first() or False
-    )
+    # Validation is the slow part and needs no lock: do it before taking the campaign row.
+    campaign_version_check(tenant_id=tenant_id, campaign_id=campaign_id, plan=plan)
+    checksum = plans.plan_checksum(plan=plan)
     with transaction.atomic(durable=True):
         campaign = _campaign_locked(tenant_id, campaign_id)
         _refuse_if_archived(campaign, "adding a plan version")
-        plans.plan_validate_or_raise(plan=plan, sms_enabled=sms_enabled)
-        checksum = plans.plan_checksum(plan=plan)
         existing = CampaignPlanVersion.objects.filter(
             campaign_id=campaign.pk, checksum=checksum
         ).first()
@@ -143,16 +151,6 @@ def campaign_version_add(*, tenant_id: int, campaign_id: int, plan: Any) -> Vers
         extra={"tenant_id": tenant_id, "campaign_id": campaign_id, "version": version.version},
     )
     return VersionAdded(version, created=True)
-
-
-def campaign_version_check(*, tenant_id: int, campaign_id: int, plan: Any) -> None:
-    """Validate a plan as it would be on ``campaign_version_add``, storing nothing."""
-    if not Campaign.objects.for_tenant(tenant_id).filter(pk=campaign_id).exists():
-        raise NotFound("Campaign not found.")
-    sms_enabled = (
-        Tenant.objects.filter(pk=tenant_id).values_list("sms_enabled", flat=True).first() or False
-    )
-    plans.plan_validate_or_raise(plan=plan, sms_enabled=sms_enabled)
 
 
 def _version_of(campaign: Campaign, number: int) -> CampaignPlanVersion:

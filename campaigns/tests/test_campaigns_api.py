@@ -1,6 +1,11 @@
 """The campaigns API end to end against Postgres: lifecycle, versions, enrollment, preview,
 tenant isolation and error bodies."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from django.db import IntegrityError, connection, transaction
 from rest_framework.test import APIClient
@@ -503,3 +508,66 @@ def test_every_endpoint_needs_an_api_key(api, tenant):
         response = getattr(anonymous, method)(url, body, format="json")
         assert response.status_code == 401, (method, url)
     assert Campaign.objects.get(pk=campaign["id"]).status == "active"
+
+
+def _race_version_adds(tenant, campaign_id: int, plans: list[dict], tmp_path) -> list[dict]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://root@127.0.0.1:5432/{connection.settings_dict['NAME']}",
+    }
+    go = tmp_path / "go"
+    procs = []
+    for index, plan in enumerate(plans):
+        plan_file = tmp_path / f"plan{index}.json"
+        plan_file.write_text(json.dumps(plan))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "campaigns.tests.version_add_worker",
+                    str(tenant.pk),
+                    str(campaign_id),
+                    str(plan_file),
+                    str(go),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    go.touch()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_version_adds_number_versions_once_each(tenant, tmp_path):
+    identity = identity_for(tenant)
+    campaign = Campaign.objects.create(tenant=tenant, name="c", sender_identity=identity)
+    same = _race_version_adds(tenant, campaign.pk, [PLAN] * 4, tmp_path)
+    assert sorted((r["version"], r["created"]) for r in same) == [
+        (1, False),
+        (1, False),
+        (1, False),
+        (1, True),
+    ]
+    other = plan_v2()
+    third = plan_v2()
+    third["steps"]["done"]["outcome"] = "other"
+    second = tmp_path / "second"
+    second.mkdir()
+    different = _race_version_adds(tenant, campaign.pk, [other, third], second)
+    assert sorted(r["version"] for r in different) == [2, 3]
+    assert all(r["created"] for r in different)
+    assert sorted(
+        CampaignPlanVersion.objects.filter(campaign=campaign).values_list("version", flat=True)
+    ) == [1, 2, 3]

@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
-import gzip
 import json
 import logging
 import random
 import signal
 import sys
 import time
+import zlib
 from collections import deque
 from typing import Any
 
@@ -56,6 +56,15 @@ def _json(status: int, data: Any, headers: list[tuple[str, str]] | None = None) 
 
 def _errors(status: int, errors: list[dict[str, Any]], headers: list) -> Response:
     return _json(status, {"errors": errors}, headers)
+
+
+def _addressed_to(payload: dict[str, Any], address: str) -> bool:
+    return any(
+        isinstance(entry, dict) and str(entry.get("email", "")).lower() == address
+        for item in payload.get("personalizations") or []
+        for kind in ("to", "cc", "bcc")
+        for entry in item.get(kind) or []
+    )
 
 
 class Emulator:
@@ -142,23 +151,29 @@ class Emulator:
         response.delay = delay
         return response
 
-    def _body_json(self, request: Request) -> tuple[Any, bool]:
+    def _body_json(self, request: Request) -> tuple[Any, str | None]:
+        """The parsed body, or None and the problem: "json" (400) or "size" (413)."""
         body = request.body
         if request.headers.get("content-encoding", "").lower() == "gzip":
+            limit = self.config.max_body_bytes
             try:
-                body = gzip.decompress(body)
-            except (OSError, EOFError):
-                return None, False
-            if len(body) > self.config.max_body_bytes:
-                return None, False
+                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                body = inflater.decompress(body, limit + 1)
+            except zlib.error:
+                return None, "json"
+            if len(body) > limit or inflater.unconsumed_tail:
+                return None, "size"
         try:
-            return json.loads(body), True
+            return json.loads(body), None
         except ValueError:
-            return None, False
+            return None, "json"
 
     def _mail_send(self, request: Request, now: float, headers: list) -> Response:
-        payload, ok = self._body_json(request)
-        if not ok:
+        payload, problem = self._body_json(request)
+        if problem == "size":
+            self._rejected += 1
+            return Response(413, TOO_LARGE_BODY, headers, JSON)
+        if problem:
             self._rejected += 1
             return _errors(
                 400,
@@ -187,8 +202,8 @@ class Emulator:
         return Response(202, b"", headers)
 
     def _validate_email(self, request: Request, headers: list) -> Response:
-        payload, ok = self._body_json(request)
-        email = payload.get("email") if ok and isinstance(payload, dict) else None
+        payload, _ = self._body_json(request)
+        email = payload.get("email") if isinstance(payload, dict) else None
         if not isinstance(email, str) or not email:
             return _errors(
                 400, [{"field": "email", "message": "email is required", "help": None}], headers
@@ -215,6 +230,8 @@ class Emulator:
         for stored_id, received_at, payload in reversed(self.store):
             if x_message_id and stored_id != x_message_id:
                 continue
+            if to and not _addressed_to(payload, to):
+                continue  # cheap check before building the records
             for record in records_expand(stored_id, received_at, payload):
                 if to and to not in {
                     entry.get("email", "").lower()

@@ -84,6 +84,7 @@ class HttpProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._busy = False  # a delayed answer is pending; later requests wait their turn
         self._closing = False
+        self._discard = 0  # body bytes of a refused request still to swallow before closing
         self._peer = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -96,6 +97,13 @@ class HttpProtocol(asyncio.Protocol):
         self._transport = None
 
     def data_received(self, data: bytes) -> None:
+        if self._discard:
+            # Reading the rest of a refused body lets the client finish writing it and read
+            # the 413, instead of failing with a reset mid-upload.
+            self._discard = max(0, self._discard - len(data))
+            if not self._discard and self._transport is not None:
+                self._transport.close()
+            return
         self._buffer += data
         if not self._busy:
             self._process()
@@ -178,8 +186,15 @@ class HttpProtocol(asyncio.Protocol):
             del buffer[:consumed]
         else:
             if length > self._max_body():
-                # Answer before reading a body that large; the connection cannot be reused.
-                self._send(self._too_large(_stub(method, target, headers, self._peer)), False)
+                # Answer at once, then swallow the body and close: the connection is spent.
+                response = self._too_large(_stub(method, target, headers, self._peer))
+                if self._transport is not None:
+                    self._transport.write(_encode(response, keep_alive=False))
+                self._closing = True
+                self._discard = max(0, length - (len(buffer) - start))
+                buffer.clear()
+                if not self._discard and self._transport is not None:
+                    self._transport.close()
                 return None
             if len(buffer) - start < length:
                 return None

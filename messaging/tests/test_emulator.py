@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import gzip
 import json
 import re
 import socket
@@ -278,6 +279,60 @@ def test_oversized_body_gets_413(sendgrid_emulator_factory):
     assert excinfo.value.headers["X-RateLimit-Limit"]
     assert client(emulator).send(mail()).status_code == 202
     assert len(emulator.messages()) == 1
+
+
+def test_gzip_bodies_are_inflated_and_bombs_refused(sendgrid_emulator_factory):
+    emulator = sendgrid_emulator_factory(max_body_bytes=50_000)
+    headers = {
+        "Authorization": "Bearer k",
+        "Content-Type": "application/json",
+        "Content-Encoding": "gzip",
+    }
+    small = gzip.compress(json.dumps(mail("zip@example.com")).encode())
+    status, _, _ = raw_post(emulator.host + "/v3/mail/send", small, headers)
+    assert status == 202
+    huge = gzip.compress(
+        json.dumps(mail(content=[{"type": "text/plain", "value": "x" * 200_000}])).encode()
+    )
+    assert len(huge) < 50_000
+    status, _, body = raw_post(emulator.host + "/v3/mail/send", huge, headers)
+    assert status == 413 and json.loads(body)["errors"][0]["message"]
+    assert [m["to"][0]["email"] for m in emulator.messages()] == ["zip@example.com"]
+
+
+def test_a_large_refused_upload_still_reads_the_413(sendgrid_emulator_factory):
+    emulator = sendgrid_emulator_factory(max_body_bytes=10_000)
+    big = mail(content=[{"type": "text/plain", "value": "x" * 3_000_000}])
+    with pytest.raises(PayloadTooLargeError):
+        client(emulator).send(big)
+
+
+def test_added_latency_keeps_pipelined_answers_in_order(sendgrid_emulator):
+    sendgrid_emulator.configure(latency_ms=150)
+    port = int(sendgrid_emulator.host.rsplit(":", 1)[1])
+    requests = b""
+    for recipient in ("first@example.com", "second@example.com"):
+        body = json.dumps(mail(recipient)).encode()
+        requests += (
+            "POST /v3/mail/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+    requests += b"GET /v3/nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(requests)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    answers = received.split(b"HTTP/1.1 ")[1:]
+
+    assert [answer[:3] for answer in answers] == [b"202", b"202", b"401"]
+    assert time.monotonic() - started >= 0.3  # held one after the other, not in parallel
+    ids = [re.search(rb"X-Message-Id: (\S+)", answer).group(1).decode() for answer in answers[:2]]
+    assert [sendgrid_emulator.messages(x_message_id=i)[0]["to"][0]["email"] for i in ids] == [
+        "first@example.com",
+        "second@example.com",
+    ]
 
 
 # --- the catcher ----------------------------------------------------------------------------

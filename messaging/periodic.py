@@ -13,4 +13,10 @@ PERIODIC_TASKS = [
         every_seconds=30,
         expires_seconds=25,
     ),
+    Periodic(
+        name="messaging: process inbound replies whose task was lost",
+        task="maintenance.inbound_receipts_sweep",
+        every_seconds=60,
+        expires_seconds=55,
+    ),
 ]

@@ -2,6 +2,7 @@ from celery import shared_task
 
 from messaging.services.partitions import event_partitions_ensure as _event_partitions_ensure
 from messaging.tasks_events import webhook_receipt_normalise  # noqa: F401 (task registry)
+from messaging.tasks_inbound import inbound_receipt_process  # noqa: F401 (task registry)
 from messaging.tasks_sending import message_send_batch  # noqa: F401 (task registry)
 
 

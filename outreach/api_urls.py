@@ -5,5 +5,6 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("campaigns.urls")),
     path("", include("messaging.urls")),
+    path("", include("messaging.inbound.urls")),
     path("", include("suppression.urls")),
 ]

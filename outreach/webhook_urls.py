@@ -1,6 +1,6 @@
 """Unauthenticated provider callbacks under ``/webhooks/``: each view verifies its own caller."""
 
-from django.urls import path
+from django.urls import include, path
 
 from messaging.webhooks.views import sendgrid_events
 
@@ -10,4 +10,5 @@ urlpatterns = [
         sendgrid_events,
         name="webhook-sendgrid-events",
     ),
+    path("sendgrid/inbound/", include("messaging.inbound.webhook_urls")),
 ]

@@ -223,6 +223,10 @@ SEND_BATCH_SIZE = int(os.environ.get("SEND_BATCH_SIZE", "50"))
 # one is matched to the exact message it answers. Empty: use the identity's own reply-to and
 # match by In-Reply-To only.
 INBOUND_REPLY_DOMAIN = os.environ.get("INBOUND_REPLY_DOMAIN", "")
+# Inbound Parse (messaging.inbound): SendGrid keeps messages under 30 MB. The tenant's inbound
+# secret may come as the URL's last segment or as the basic-auth password (False: URL only).
+INBOUND_PARSE_MAX_BODY_BYTES = int(os.environ.get("INBOUND_PARSE_MAX_BODY_BYTES", 30 << 20))
+INBOUND_PARSE_BASIC_AUTH = env_bool("INBOUND_PARSE_BASIC_AUTH", True)
 SEND_MAX_TRANSIENT_RETRIES = int(os.environ.get("SEND_MAX_TRANSIENT_RETRIES", "5"))
 # Rechecks of paused tenants, campaigns and identities (their actions wait, they are not lost).
 SEND_PAUSED_RECHECK_SECONDS = int(os.environ.get("SEND_PAUSED_RECHECK_SECONDS", "600"))

@@ -233,6 +233,7 @@ class _Post:
     content_type: str
     attempt: int = 0
     event_count: int = 0
+    generation: int = 0
 
 
 class Dispatcher:
@@ -249,8 +250,10 @@ class Dispatcher:
         self.registry = registry
         self.stats = stats
         self.intake: deque[tuple[str, float, dict[str, Any]]] = deque()
-        self._heap: list[tuple[float, int, Any]] = []
+        self._heap: list[tuple[float, int, int, Any]] = []
         self._sequence = itertools.count()
+        # Bumped by clear(): work planned before a reset is dropped, never posted after it.
+        self._generation = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -292,6 +295,7 @@ class Dispatcher:
 
     def clear(self) -> None:
         with self._lock:
+            self._generation += 1
             self.intake.clear()
             self._heap.clear()
 
@@ -299,9 +303,10 @@ class Dispatcher:
         with self._lock:
             return len(self.intake) + len(self._heap) + self._in_flight + self._staged
 
-    def _push(self, due: float, item: Any) -> None:
+    def _push(self, due: float, item: Any, generation: int) -> None:
         with self._lock:
-            heapq.heappush(self._heap, (due, next(self._sequence), item))
+            if generation == self._generation:
+                heapq.heappush(self._heap, (due, next(self._sequence), generation, item))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -316,6 +321,7 @@ class Dispatcher:
         config = self.config
         self.registry.refresh()
         # Peek, plan, then pop: ``pending()`` never sees a message in neither place.
+        generation = self._generation
         while self.intake:
             x_message_id, received_at, payload = self.intake[0]
             for item in message_plan(
@@ -324,27 +330,31 @@ class Dispatcher:
                 received_at=received_at,
                 payload=payload,
             ):
-                self._push(item.due, item)
+                self._push(item.due, item, generation)
                 self.stats.add(
                     "events_planned" if isinstance(item, PlannedEvent) else "replies_planned"
                 )
-            self.intake.popleft()
+            with self._lock:
+                if generation != self._generation:
+                    break  # cleared meanwhile: the deque holds only newer messages
+                self.intake.popleft()
         now = float("inf") if self._flush.is_set() else time.time()
         self._flush.clear()
         due: list[Any] = []
         with self._lock:
             while self._heap and self._heap[0][0] <= now:
-                due.append(heapq.heappop(self._heap)[2])
+                due.append(heapq.heappop(self._heap)[3])
             self._staged = len(due)
+            generation = self._generation
         if not due:
             return
         try:
-            self._dispatch(due)
+            self._dispatch(due, generation)
         finally:
             with self._lock:
                 self._staged = 0
 
-    def _dispatch(self, due: list[Any]) -> None:
+    def _dispatch(self, due: list[Any], generation: int) -> None:
         config = self.config
         events_by_url: dict[str, list[dict[str, Any]]] = {}
         for item in due:
@@ -362,13 +372,15 @@ class Dispatcher:
                     self.stats.add("replies_unroutable")
                     continue
                 body, content_type = multipart_encode(item.fields)
-                self._start(_Post("inbound", url, body, content_type))
+                self._start(_Post("inbound", url, body, content_type, generation=generation))
         for url, events in events_by_url.items():
             for batch in self._batches(events):
                 body = json.dumps(batch, separators=(",", ":")).encode() + b"\r\n"
                 copies = 2 if self._rng.random() < config.webhook_duplicate_share else 1
                 for _ in range(copies):
-                    self._start(_Post("events", url, body, "application/json", 0, len(batch)))
+                    self._start(
+                        _Post("events", url, body, "application/json", 0, len(batch), generation)
+                    )
 
     def _batches(self, events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         size = max(1, self.config.webhook_batch_size)
@@ -423,7 +435,7 @@ class Dispatcher:
         if retryable and post.attempt < self.config.webhook_retries:
             backoff = self.config.webhook_retry_backoff * (2**post.attempt)
             post.attempt += 1
-            self._push(time.time() + backoff, post)
+            self._push(time.time() + backoff, post, post.generation)
             self._wake.set()
             return
         self.stats.add(f"{post.kind}_posts_given_up")

@@ -95,8 +95,8 @@ def body_too_long(value: str) -> str | None:
 
 
 def error_sort_key(error: PlanError) -> tuple[Any, ...]:
-    tokens = tuple(
+    """Order by pointer, array indexes numerically (/variants/2 before /variants/10)."""
+    return tuple(
         (0, int(token), "") if token.isdigit() else (1, 0, token)
         for token in error.pointer.split("/")
     )
-    return (tokens, error.message)

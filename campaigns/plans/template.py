@@ -38,6 +38,9 @@ _DEFAULT_ARG_RE = re.compile(
 )
 _UNESCAPE_RE = re.compile(r"\\(.)", re.S)
 _NEWLINES_RE = re.compile(r"[\r\n]+")
+# Enough to fix a template in a round or two; a body of nothing but broken tags must not turn
+# into thousands of errors (and as many scans for their line numbers).
+MAX_PROBLEMS = 10
 
 
 def _position(text: str, index: int) -> str:
@@ -109,7 +112,7 @@ def template_parse(text: str) -> ParsedTemplate:
     problems: list[str] = []
     cursor = 0  # start of the literal text not yet emitted
     scan = 0
-    while True:
+    while len(problems) < MAX_PROBLEMS:
         mark = _MARK_RE.search(text, scan)
         if mark is None:
             break

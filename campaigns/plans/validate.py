@@ -218,8 +218,9 @@ def plan_validate(*, plan: object, sms_enabled: bool = False) -> list[PlanError]
     except Exception:
         logger.exception("plan.validate_failed")
         errors = [PlanError("", "the plan could not be checked because of an internal error")]
-    unique = sorted(set(errors), key=error_sort_key)
-    return unique
+    # Duplicates come from the schema and a Python check saying the same thing. The sort is
+    # stable, so problems at one pointer keep the order they were found in (template positions).
+    return sorted(dict.fromkeys(errors), key=error_sort_key)
 
 
 def plan_validate_or_raise(*, plan: object, sms_enabled: bool = False) -> None:

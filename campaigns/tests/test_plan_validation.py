@@ -720,6 +720,14 @@ def test_missing_steps_and_empty_steps():
     assert pointers(plan) == ["/start", "/steps"]
 
 
+def test_a_template_reports_at_most_ten_problems():
+    plan = base_plan()
+    steps(plan)["intro"]["variants"][0]["text"] = "}}" * 50_000
+    errors = plan_validate(plan=plan)
+    assert [e.pointer for e in errors] == ["/steps/intro/variants/0/text"] * 10
+    assert errors[0].message == 'at line 1, column 1: "}}" without an opening "{{"'
+
+
 def test_a_loop_of_emails_with_no_wait_names_the_loop():
     plan = {
         "start": "a",

@@ -399,3 +399,47 @@ def test_a_real_worker_given_the_task_twice_records_the_reply_once(
     assert receipt.processed_at is not None
     assert InboundMessage.objects.filter(receipt=receipt).count() == 1
     assert [e.message_id for e in _reply_events(tenant)] == [ours.pk]
+
+
+# --- the local SendGrid emulator's replies (what `make run` feeds us) --------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("auto", [False, True])
+def test_replies_generated_by_the_emulator_are_matched_and_classified(tenant, auto):
+    from messaging.emulator.engagement import multipart_encode as emulator_encode
+    from messaging.emulator.engagement import reply_fields
+    from messaging.emulator.engagement import return_date as emulator_return_date
+
+    ours = sent_message(tenant)
+    sent_at = time.time()
+    payload = {
+        "from": {"email": "sam@acme-sales.example", "name": "Sam Carter"},
+        "reply_to": {"email": f"reply+{ours.reply_token}@reply.outreach.test"},
+        "subject": "Quick question",
+        "headers": {"Message-ID": ours.rfc_message_id},
+        "content": [{"type": "text/plain", "value": "Hi Dana,\nWorth a chat?\nSam"}],
+    }
+    personalization = {"to": [{"email": ours.to_email, "name": "Dana"}]}
+    fields = reply_fields(
+        payload=payload,
+        personalization=personalization,
+        x_message_id="LRzXl_NHStOGhQ4kofSm_A",
+        recipient=ours.to_email,
+        auto=auto,
+        sent_at=sent_at,
+    )
+    body, content_type = emulator_encode(fields)
+    receipt = WebhookReceipt.objects.create(
+        tenant=tenant, kind="inbound", body=body, content_type=content_type, headers={}
+    )
+
+    inbound = inbound_receipt_process(tenant_id=tenant.pk, receipt_id=receipt.pk)
+
+    assert inbound.matched_message == ours
+    if auto:
+        assert inbound.classification == "out_of_office"
+        assert inbound.return_date == emulator_return_date(sent_at)
+    else:
+        assert inbound.classification == "human"
+        assert len(_reply_events(tenant)) == 1

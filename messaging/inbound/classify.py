@@ -6,7 +6,8 @@ Order of evidence, strongest first:
    with bounce wording) is a **bounce**.
 2. Machine headers: RFC 3834 ``Auto-Submitted`` (anything but ``no``), ``X-Autoreply``,
    ``X-Autorespond``, ``Precedence: bulk/junk/auto_reply/list``, ``X-Auto-Response-Suppress``,
-   or an auto-reply subject prefix ("Automatic reply:", "Automatische Antwort:" ...). With
+   an auto-reply subject prefix ("Automatic reply:", "Automatische Antwort:" ...), or another
+   kind of ``multipart/report`` (a read receipt). With
    absence wording (or a stated return date) it is an **out_of_office**, else an
    **auto_reply**.
 3. No machine signal but absence wording in the subject's own prefix, or near the top of a
@@ -183,6 +184,12 @@ def _machine_signals(email: InboundEmail) -> list[str]:
             reasons.append(f"X-Auto-Response-Suppress: {value.strip()}")
     if _AUTO_SUBJECT.match(email.subject):
         reasons.append("auto-reply subject")
+    if email.content_type == "multipart/report" and email.report_type not in (
+        "",
+        "delivery-status",
+    ):
+        # Read receipts (disposition-notification) and abuse reports: machines, not people.
+        reasons.append(f"multipart/report; report-type={email.report_type}")
     return reasons
 
 

@@ -133,6 +133,8 @@ def sendgrid_inbound(
         content_type.lower()
     ):
         return _refuse(400, "invalid", "Body must be multipart/form-data with a boundary.")
+    if not body:
+        return _refuse(400, "invalid", "Body is empty.")
 
     headers = {name: request.headers[name] for name in _KEPT_HEADERS if name in request.headers}
     receipt = inbound_receipt_store(

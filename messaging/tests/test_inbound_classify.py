@@ -224,3 +224,22 @@ def test_relative_dates_are_anchored_on_the_message_date_not_the_receipt():
     verdict = inbound_classify(email=mime_parse(raw=raw), received_at=RECEIVED)
     assert verdict.kind == OUT_OF_OFFICE
     assert verdict.return_date == datetime.date(2026, 11, 30)
+
+
+def test_a_read_receipt_is_an_auto_reply_not_a_human_answer():
+    raw = (
+        b"From: Dana Reyes <dana.reyes@northwind.example>\r\n"
+        b"To: reply+k7Qm2Zp9Lx4Rt1Vb@reply.acme-sales.example\r\n"
+        b"Subject: Read: Quick question about Northwind's outbound\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=disposition-notification; boundary="b1"\r\n'
+        b"\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Your message was read on Tuesday, December 1, 2026 9:40:12 AM (UTC-05:00).\r\n"
+        b"\r\n--b1\r\nContent-Type: message/disposition-notification\r\n\r\n"
+        b"Final-Recipient: rfc822;dana.reyes@northwind.example\r\n"
+        b"Disposition: automatic-action/MDN-sent-automatically; displayed\r\n"
+        b"\r\n--b1--\r\n"
+    )
+    verdict = _classify(raw)
+    assert verdict.kind == AUTO_REPLY
+    assert verdict.reasons == ("multipart/report; report-type=disposition-notification",)

@@ -144,6 +144,12 @@ def test_a_body_that_is_not_multipart_is_400(client, tenant):
     assert WebhookReceipt.objects.count() == 0
 
 
+def test_an_empty_body_is_400(client, tenant):
+    response = _post(client, inbound_url(tenant), b"", "multipart/form-data; boundary=xYz")
+    assert response.status_code == 400
+    assert WebhookReceipt.objects.count() == 0
+
+
 def test_only_post_is_allowed(client, tenant):
     assert client.get(inbound_url(tenant)).status_code == 405
 

@@ -268,7 +268,16 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU(s) (nproc), {model}, Python {platform.python_version()}"
 
 
-def section(rows: list[tuple[str, str, dict, float]], command: str, notes: list[str]) -> str:
+def load_average() -> str:
+    try:
+        return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def section(
+    rows: list[tuple[str, str, dict, float]], command: str, notes: list[str], load: str
+) -> str:
     lines = [
         START,
         "## SendGrid emulator throughput",
@@ -276,6 +285,7 @@ def section(rows: list[tuple[str, str, dict, float]], command: str, notes: list[
         f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {machine()}; the clients run on the same machine as the emulator.",
         f"- Command: `{command}`",
+        f"- Load average at start (1/5/15 min): {load}; other work may have shared the CPUs.",
         "",
         "| Client | Setup | Accepted (202) | Other statuses | Seconds | Accepted sends/s |",
         "| --- | --- | ---: | --- | ---: | ---: |",
@@ -320,6 +330,7 @@ def main() -> int:
     args = parser.parse_args()
 
     rows = []
+    load = load_average()
     common = {"api_keys": API_KEY, "quiet": True}
     with EmulatorProcess(**common) as emulator:
         port = int(emulator.host.rsplit(":", 1)[1])
@@ -398,7 +409,7 @@ def main() -> int:
         f"and {stats.get('events_posted', 0)} posted by the time the run ended.",
     ]
     command = "python bench/emulator_throughput.py " + " ".join(sys.argv[1:])
-    text = section(rows, command.strip(), notes)
+    text = section(rows, command.strip(), notes, load)
     print()
     print(text)
     if not args.no_doc:

@@ -45,7 +45,7 @@ def _pairs(mapping: dict[str, Any]) -> str:
 
 def catcher_page(records: list[dict[str, Any]], *, total: int, public_key: str) -> str:
     rows = []
-    for record in records:
+    for position, record in enumerate(records):
         when = dt.datetime.fromtimestamp(record["received_at"], dt.UTC).strftime(
             "%Y-%m-%d %H:%M:%S"
         )
@@ -72,7 +72,8 @@ def catcher_page(records: list[dict[str, Any]], *, total: int, public_key: str) 
             "<tr>"
             f"<td>{when}</td>"
             f"<td>{escape(_addresses(record['to']))}</td>"
-            f"<td><details><summary>{escape(record['subject']) or '(no subject)'}</summary>"
+            f"<td><details{' open' if position == 0 else ''}>"
+            f"<summary>{escape(record['subject']) or '(no subject)'}</summary>"
             f"{''.join(details)}</details></td>"
             f"<td><code>{escape(record['x_message_id'])}</code></td>"
             "</tr>"

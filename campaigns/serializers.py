@@ -38,6 +38,9 @@ class CustomFieldsField(serializers.DictField):
         for key, item in value.items():
             if not key or len(key) > CUSTOM_FIELD_KEY_MAX:
                 errors[key] = [f"Keys must be 1 to {CUSTOM_FIELD_KEY_MAX} characters."]
+            elif "\x00" in key or (isinstance(item, str) and "\x00" in item):
+                # PostgreSQL text and jsonb cannot store NUL.
+                errors[key] = ["Null characters are not allowed."]
             elif isinstance(item, (dict, list)):
                 errors[key] = ["Must be a string, number, boolean or null."]
             elif isinstance(item, str) and len(item) > CUSTOM_FIELD_VALUE_MAX:

@@ -206,8 +206,12 @@ def enrollment_stop(
     state: str = Enrollment.State.STOPPED,
     message_id: int | None = None,
     event_id: int | None = None,
+    outcome: str = "",
 ) -> bool:
-    """End the journey now (bounce, complaint, unsubscribe, suppression, reply, failure)."""
+    """End the journey now (bounce, complaint, unsubscribe, suppression, reply, failure).
+
+    ``outcome`` is the label of the end step a plan names for this trigger (a plan may route
+    ``bounce`` or ``unsubscribe`` only to an end step), kept for reporting."""
     if enrollment.state not in (Enrollment.State.ACTIVE, Enrollment.State.PAUSED):
         return False
     if not _transition_record(
@@ -219,6 +223,9 @@ def enrollment_stop(
     enrollment.stop_reason = reason[:200]
     enrollment.finished_at = now
     fields = ["state", "stop_reason", "finished_at", "updated_at"]
+    if outcome:
+        enrollment.outcome = outcome[:100]
+        fields.append("outcome")
     if state == Enrollment.State.FAILED:
         enrollment.last_error = reason
         fields.append("last_error")

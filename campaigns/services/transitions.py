@@ -130,6 +130,7 @@ def _apply_one(enrollment: Enrollment, candidate: _Candidate, now: datetime.date
     if trigger in engine.STOPPING_TRIGGERS or (trigger == "reply" and edge is None):
         # Bounces, complaints and unsubscribes always end the journey; so does a reply the
         # current step has no branch for.
+        target = engine.step_get(enrollment.plan_version.plan, edge.target) if edge else {}
         return engine.enrollment_stop(
             enrollment=enrollment,
             trigger=trigger,
@@ -137,6 +138,7 @@ def _apply_one(enrollment: Enrollment, candidate: _Candidate, now: datetime.date
             now=now,
             message_id=candidate.message_id,
             event_id=candidate.event_id,
+            outcome=str(target.get("outcome", "")) if target.get("type") == "end" else "",
         )
     if trigger == "reply":
         same_step = True  # a reply to any earlier email follows the current step's branch

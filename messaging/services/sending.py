@@ -27,13 +27,22 @@ from campaigns.models import Campaign, Enrollment
 from campaigns.services import engine, scheduler, timing
 from campaigns.services.actions import enrollment_wait_until, scheduled_action_held
 from messaging.models import Message
-from messaging.providers import Accepted, OutboundEmail, Permanent, Transient, provider_email_send
+from messaging.providers import (
+    Accepted,
+    OutboundEmail,
+    Permanent,
+    ProviderConfigError,
+    ProviderCredentials,
+    Transient,
+    provider_credentials_get,
+    provider_email_send,
+)
 from messaging.providers.payload import rfc_message_id_build
 from messaging.services import ratelimit
-from messaging.services.message_status import status_rank
+from messaging.services.events import MESSAGE_STATUS_RANK
 from outreach.tenancy.models import Tenant
 from suppression.selectors import suppression_check
-from suppression.services import unsubscribe_url_build
+from suppression.unsubscribe import unsubscribe_url_build
 
 logger = logging.getLogger(__name__)
 
@@ -84,19 +93,40 @@ def message_send_batch(*, items: list[list[int]]) -> SendBatchReport:
             ready.append(prepared)
     if not ready:
         return report
+    # Look up each tenant's key once, here: worker threads must not each open a database
+    # connection to decrypt it.
+    credentials: dict[int, ProviderCredentials | None] = {}
+    for prepared in ready:
+        tenant_id = prepared.message.tenant_id
+        if tenant_id not in credentials:
+            try:
+                credentials[tenant_id] = provider_credentials_get(tenant_id=tenant_id)
+            except ProviderConfigError:
+                credentials[tenant_id] = None  # provider_email_send reports it as Permanent
+
+    def send(prepared: _Ready):
+        tenant_id = prepared.message.tenant_id
+        try:
+            return provider_email_send(
+                tenant_id=tenant_id, email=prepared.outbound, credentials=credentials[tenant_id]
+            )
+        except Exception as exc:
+            # A bug, not a provider answer: we cannot tell whether the request left, so the
+            # row stays `sending` and goes the reconcile-or-review way, like after a crash.
+            logger.exception(
+                "message.send_crashed",
+                extra={"tenant_id": tenant_id, "message_id": prepared.message.pk},
+            )
+            return Transient(
+                reason="internal_error", detail=f"{type(exc).__name__}: {exc}", maybe_delivered=True
+            )
+
     threads = max(1, min(settings.SEND_THREADS, len(ready)))
     if threads == 1:
-        results = [
-            provider_email_send(tenant_id=r.message.tenant_id, email=r.outbound) for r in ready
-        ]
+        results = [send(prepared) for prepared in ready]
     else:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(
-                pool.map(
-                    lambda r: provider_email_send(tenant_id=r.message.tenant_id, email=r.outbound),
-                    ready,
-                )
-            )
+            results = list(pool.map(send, ready))
     for prepared, result in zip(ready, results, strict=True):
         _record(prepared, result, report)
     return report
@@ -314,6 +344,7 @@ def _compose(
     unsubscribe_url = unsubscribe_url_build(
         tenant_id=enrollment.tenant_id, email=lead.email, message_public_id=str(message.public_id)
     )
+    in_reply_to, references, thread_subject = _thread(enrollment, step)
     rendered = plans.plan_render_step(
         plan=plan,
         step_name=step_name,
@@ -325,9 +356,9 @@ def _compose(
             "signature": identity.signature,
         },
         unsubscribe_url=unsubscribe_url,
+        thread_subject=thread_subject or None,
     )
-    in_reply_to, references, thread_subject = _thread(enrollment, step)
-    subject = rendered.subject or thread_subject
+    subject = rendered.subject
     message.subject = subject[:998]
     message.rfc_message_id = rfc_message_id_build(
         message_public_id=message.public_id, from_email=identity.from_email
@@ -344,7 +375,7 @@ def _compose(
         to_name=f"{lead.first_name} {lead.last_name}".strip(),
         subject=message.subject,
         text=rendered.text,
-        html=rendered.html,
+        html=rendered.html or "",
         categories=(f"campaign-{enrollment.campaign_id}", f"step-{step_name}"),
         message_id_header=message.rfc_message_id,
         in_reply_to=in_reply_to,
@@ -363,7 +394,7 @@ def _lead_fields(lead) -> dict:
         "email": lead.email,
         "company": lead.company,
         "title": lead.title,
-        "custom": lead.custom_fields or {},
+        "custom_fields": lead.custom_fields or {},
     }
 
 
@@ -394,7 +425,7 @@ def _record(prepared: _Ready, result, report: SendBatchReport) -> None:
         if isinstance(result, Accepted):
             Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
                 status=Message.Status.ACCEPTED,
-                status_rank=status_rank(Message.Status.ACCEPTED),
+                status_rank=MESSAGE_STATUS_RANK[Message.Status.ACCEPTED],
                 provider_message_id=result.provider_message_id,
                 sent_at=now,
                 updated_at=now,

@@ -188,6 +188,8 @@ SENDGRID_API_HOST = os.environ.get(
 )
 SENDGRID_TIMEOUT_SECONDS = float(os.environ.get("SENDGRID_TIMEOUT_SECONDS", "10"))
 SENDGRID_EMULATOR_KEY = "emulator-local-key"
+# SendGrid Email Validation verdicts are cached per tenant and address this long.
+EMAIL_VERDICT_MAX_AGE_DAYS = int(os.environ.get("EMAIL_VERDICT_MAX_AGE_DAYS", "30"))
 
 # Event Webhook (messaging.webhooks). SendGrid batches are ≤768 KB; the freshness window is
 # lenient because SendGrid retries for 24 h and dedup on sg_event_id is the replay defence.

@@ -10,4 +10,6 @@ ENCRYPTION_KEYS = ENCRYPTION_KEYS or ["ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMzItYnl0Z
 
 import os  # noqa: E402
 
-INBOUND_REPLY_DOMAIN = os.environ.get("INBOUND_REPLY_DOMAIN", "reply.outreach.test")
+INBOUND_REPLY_DOMAIN = os.environ.get("INBOUND_REPLY_DOMAIN", "reply.demo-outreach.example.com")
+# Spread a campaign's first touches over 20 s instead of 5 minutes, so the demo moves fast.
+SEND_JITTER_SECONDS = int(os.environ.get("SEND_JITTER_SECONDS", "20"))

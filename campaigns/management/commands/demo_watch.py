@@ -1,0 +1,70 @@
+"""Print the demo campaign's progress every few seconds: what was sent, what came back, and
+where each lead stands. The ``demo`` process of the Procfile, so ``make run`` shows the
+campaign running without opening a browser."""
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Count
+
+from campaigns.models import Campaign, Enrollment
+from messaging.models import InboundMessage, Message, MessageEvent
+from outreach.tenancy.models import Tenant
+
+
+class Command(BaseCommand):
+    help = "Show the demo campaign's sends, events and enrollment states as they change."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--tenant", default="demo", help="tenant slug (default: demo)")
+        parser.add_argument("--every", type=float, default=10.0, help="seconds between lines")
+        parser.add_argument("--once", action="store_true", help="print one line and exit")
+
+    def handle(self, *args, tenant: str, every: float, once: bool, **options) -> None:
+        found = Tenant.objects.filter(slug=tenant).first()
+        if found is None:
+            raise CommandError(f"demo_watch: no tenant with slug {tenant!r} (run seed_demo)")
+        while True:
+            self.stdout.write(self._line(found.pk))
+            self.stdout.flush()
+            if once:
+                return
+            time.sleep(every)
+
+    def _line(self, tenant_id: int) -> str:
+        campaigns = Campaign.objects.for_tenant(tenant_id).count()
+        states = dict(
+            Enrollment.objects.for_tenant(tenant_id)
+            .values_list("state")
+            .annotate(n=Count("id"))
+            .values_list("state", "n")
+        )
+        steps = dict(
+            Enrollment.objects.for_tenant(tenant_id)
+            .filter(state__in=["active", "paused"])
+            .values_list("current_step")
+            .annotate(n=Count("id"))
+            .values_list("current_step", "n")
+        )
+        messages = dict(
+            Message.objects.for_tenant(tenant_id)
+            .values_list("status")
+            .annotate(n=Count("id"))
+            .values_list("status", "n")
+        )
+        events = dict(
+            MessageEvent.objects.filter(tenant_id=tenant_id)
+            .values_list("event_type")
+            .annotate(n=Count("id"))
+            .values_list("event_type", "n")
+        )
+        replies = InboundMessage.objects.for_tenant(tenant_id).count()
+
+        def fmt(data: dict) -> str:
+            return " ".join(f"{k}={v}" for k, v in sorted(data.items())) or "-"
+
+        return (
+            f"[demo] campaigns={campaigns} | enrollments: {fmt(states)} | live at step: "
+            f"{fmt(steps)} | messages: {fmt(messages)} | events: {fmt(events)} | "
+            f"inbound replies={replies}"
+        )

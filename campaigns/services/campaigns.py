@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -23,6 +23,8 @@ StatusAction = Literal["activate", "pause", "resume", "archive"]
 
 LIVE_STATES = (Enrollment.State.ACTIVE, Enrollment.State.PAUSED)
 ARCHIVE_REASON = "campaign archived"
+# The trigger the send path also records when it meets an archived campaign's enrollment.
+ARCHIVE_TRIGGER = "campaign_archived"
 # Enrollments stopped per locked batch when a campaign is archived: bounds the rows one
 # statement locks while the whole archive still commits as one transaction.
 ARCHIVE_BATCH = 1000
@@ -237,27 +239,55 @@ def _refusal(action: str, status: str) -> str:
 
 
 def _live_enrollments_stop(campaign: Campaign) -> int:
-    now = timezone.now()
+    """Stop every live enrollment of ``campaign``, a locked batch at a time, set-based.
+
+    Row for row this is ``engine.enrollment_stop(trigger="campaign_archived",
+    reason="campaign archived")``: the transition row is inserted with ``ON CONFLICT DO
+    NOTHING`` on the step entry (so an entry some other path already left is not stopped
+    twice), the pending actions of the enrollments it stopped are deleted and their state set.
+    Going through the engine one enrollment at a time costs three round trips each, which at
+    10,000 enrollments kept the rows locked for minutes on a busy machine.
+    """
     stopped = 0
     last_id = 0
     while True:
         batch = list(
             Enrollment.objects.select_for_update(of=("self",))
-            .select_related("plan_version")
             .filter(campaign_id=campaign.pk, state__in=LIVE_STATES, pk__gt=last_id)
-            .order_by("pk")[:ARCHIVE_BATCH]
+            .order_by("pk")
+            .values_list("pk", flat=True)[:ARCHIVE_BATCH]
         )
         if not batch:
             return stopped
-        for enrollment in batch:
-            if engine.enrollment_stop(
-                enrollment=enrollment,
-                trigger="campaign_archived",
-                reason=ARCHIVE_REASON,
-                now=now,
-            ):
-                stopped += 1
-        last_id = batch[-1].pk
+        last_id = batch[-1]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO campaigns_enrollmenttransition
+                    (tenant_id, enrollment_id, from_step, from_seq, to_step, trigger, cause,
+                     message_id, event_id, created_at)
+                SELECT tenant_id, id, current_step, step_seq, '', %s, %s, NULL, NULL, now()
+                FROM campaigns_enrollment WHERE id = ANY(%s)
+                ON CONFLICT (enrollment_id, from_seq) DO NOTHING
+                RETURNING enrollment_id
+                """,
+                [ARCHIVE_TRIGGER, ARCHIVE_REASON, batch],
+            )
+            left = [row[0] for row in cursor.fetchall()]
+            cursor.execute(
+                "DELETE FROM campaigns_scheduledaction"
+                " WHERE enrollment_id = ANY(%s) AND status = 'pending'",
+                [left],
+            )
+            cursor.execute(
+                """
+                UPDATE campaigns_enrollment
+                SET state = 'stopped', stop_reason = %s, finished_at = now(), updated_at = now()
+                WHERE id = ANY(%s)
+                """,
+                [ARCHIVE_REASON, left],
+            )
+        stopped += len(left)
 
 
 # -- Moving live enrollments to another version -------------------------------------------
@@ -289,15 +319,13 @@ class MigrationResult:
         return counts
 
 
-def _outcome(
-    enrollment: Enrollment, step_map: dict[str, str], target: CampaignPlanVersion
-) -> MigrationOutcome:
-    current = enrollment.current_step
+def _outcome(row: dict, step_map: dict[str, str], target: CampaignPlanVersion) -> MigrationOutcome:
+    current = row["current_step"]
     base = {
-        "enrollment_id": enrollment.pk,
-        "lead_id": enrollment.lead_id,
-        "state": enrollment.state,
-        "from_version": enrollment.plan_version.version,
+        "enrollment_id": row["id"],
+        "lead_id": row["lead_id"],
+        "state": row["state"],
+        "from_version": row["plan_version__version"],
         "from_step": current,
     }
     if current not in step_map:
@@ -380,20 +408,18 @@ def enrollments_migrate(
                 code="not_published",
                 extra={"to_version": ["Publish this version before moving enrollments to it."]},
             )
-        enrollments = (
+        # Plain rows: the outcome needs no plan document of the versions being left.
+        live = (
             Enrollment.objects.filter(
                 tenant_id=tenant_id, campaign_id=campaign.pk, state__in=LIVE_STATES
             )
             .exclude(plan_version_id=target.pk)
-            .select_related("plan_version")
             .order_by("pk")
         )
         if not dry_run:
-            enrollments = enrollments.select_for_update(of=("self",)).select_related(
-                "lead", "sender_identity"
-            )
-        enrollments = list(enrollments)
-        outcomes = [_outcome(e, step_map, target) for e in enrollments]
+            live = live.select_for_update(of=("self",))
+        rows = list(live.values("id", "lead_id", "state", "current_step", "plan_version__version"))
+        outcomes = [_outcome(row, step_map, target) for row in rows]
         result = MigrationResult(to_version=target.version, dry_run=dry_run, outcomes=outcomes)
         if dry_run:
             return result
@@ -405,8 +431,18 @@ def enrollments_migrate(
                 extra=errors,
             )
         now = timezone.now()
-        for enrollment, outcome in zip(enrollments, outcomes, strict=True):
-            _migrate_one(enrollment, outcome, target, now)
+        # Every one is re-pinned in one statement; staying enrollments keep their step entry
+        # and its schedule, moving ones then enter their new step through the engine.
+        Enrollment.objects.filter(pk__in=[o.enrollment_id for o in outcomes]).update(
+            plan_version=target, updated_at=now
+        )
+        moving = {o.enrollment_id: o for o in outcomes if o.outcome == "moved"}
+        for enrollment in (
+            Enrollment.objects.filter(pk__in=list(moving))
+            .select_related("lead", "sender_identity")
+            .order_by("pk")
+        ):
+            _move_one(enrollment, moving[enrollment.pk], target, now)
     logger.info(
         "enrollments.migrated",
         extra={
@@ -431,25 +467,23 @@ def _errors_by_step(outcomes: list[MigrationOutcome]) -> dict[str, list[str]]:
     return errors
 
 
-def _migrate_one(
+def _move_one(
     enrollment: Enrollment,
     outcome: MigrationOutcome,
     target: CampaignPlanVersion,
     now: datetime.datetime,
 ) -> None:
-    source = enrollment.plan_version
+    """Enter the mapped step of ``target`` (already pinned in the database) as a new step
+    entry, through the engine, which drops the old entry's pending actions and schedules the
+    new step's."""
     enrollment.plan_version = target
-    enrollment.save(update_fields=["plan_version", "updated_at"])
-    if outcome.outcome != "moved":
-        return
-    from_seq = enrollment.step_seq
     moved = engine.enrollment_transition(
         enrollment=enrollment,
-        from_seq=from_seq,
+        from_seq=enrollment.step_seq,
         trigger="migrated",
         to_step=outcome.to_step,
         cause=(
-            f'moved from version {source.version} step "{outcome.from_step}" '
+            f'moved from version {outcome.from_version} step "{outcome.from_step}" '
             f'to version {target.version} step "{outcome.to_step}"'
         ),
         now=now,

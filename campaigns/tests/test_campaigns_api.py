@@ -1,6 +1,7 @@
 """The campaigns API end to end against Postgres: lifecycle, versions, enrollment, preview,
 tenant isolation and error bodies."""
 
+import datetime
 import json
 import os
 import subprocess
@@ -8,9 +9,12 @@ import sys
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from campaigns.models import Campaign, CampaignPlanVersion, Enrollment, Lead, ScheduledAction
+from campaigns.services import engine
+from campaigns.services.transitions import enrollment_pause
 from campaigns.tests.campaign_support import PLAN, campaign_live, identity_for, plan_v2
 from outreach.testing.factories import LeadFactory
 from suppression.models import Suppression
@@ -268,6 +272,14 @@ def test_pause_keeps_work_resume_continues_archive_stops(api, tenant):
     response = api.post(f"{base}/resume/")
     assert response.json()["status"] == "active"
     assert set(ScheduledAction.objects.values_list("id", "due_at", "status")) == actions_before
+
+    # One lead is out of office: a paused enrollment with a wake-up; archiving stops it too.
+    with transaction.atomic():
+        ooo = engine.enrollment_locked(enrollment_id=Enrollment.objects.get(lead=leads[0]).pk)
+        enrollment_pause(
+            enrollment=ooo, until=timezone.now() + datetime.timedelta(days=3), reason="ooo"
+        )
+    assert ScheduledAction.objects.filter(kind="resume").count() == 1
 
     response = api.post(f"{base}/archive/")
     assert response.status_code == 200

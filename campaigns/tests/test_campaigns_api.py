@@ -203,6 +203,12 @@ def test_invalid_plan_is_refused_with_exact_pointers(api, tenant):
         response = api.post(f"/api/v1/campaigns/{campaign['id']}/versions/", body, format="json")
         assert response.status_code == 400
         assert "plan" in _error(response)["fields"]
+    # Deep enough to exhaust the JSON decoder's stack: still a 400.
+    deep = '{"plan": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    response = api.post(
+        f"/api/v1/campaigns/{campaign['id']}/versions/", deep, content_type="application/json"
+    )
+    assert (response.status_code, _error(response)["code"]) == (400, "parse_error")
     response = api.post(
         f"/api/v1/campaigns/{campaign['id']}/versions/", {"plan": PLAN, "x": 1}, format="json"
     )

@@ -71,3 +71,6 @@ class LimitedJSONParser(BaseParser):
             return json.loads(text, parse_constant=drf_json.strict_constant)
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+        except RecursionError:
+            # A few kilobytes of "[[[[..." exhaust the decoder's stack: bad input, not a crash.
+            raise ParseError("JSON parse error - the document is nested too deeply") from None

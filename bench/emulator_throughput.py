@@ -26,6 +26,7 @@ import platform
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -275,9 +276,48 @@ def load_average() -> str:
         return "unknown"
 
 
-def section(
-    rows: list[tuple[str, str, dict, float]], command: str, notes: list[str], load: str
-) -> str:
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Row:
+    client: str
+    setup: str
+    counts: dict[int, int]
+    seconds: float
+    emulator_cpu: float
+
+    @property
+    def accepted(self) -> int:
+        return self.counts.get(202, 0)
+
+    def line(self) -> str:
+        others = ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items()) if k != 202)
+        cpu_ms = 1000 * self.emulator_cpu / max(1, sum(self.counts.values()))
+        return (
+            f"| {self.client} | {self.setup} | {self.accepted} | {others or 'none'} "
+            f"| {self.seconds:.2f} | **{self.accepted / self.seconds:,.0f}** "
+            f"| {cpu_ms:.3f} | {1000 / cpu_ms if cpu_ms else 0:,.0f} |"
+        )
+
+
+def measured(emulator: EmulatorProcess, client: str, setup: str, run, repeat: int) -> Row:
+    """Run ``repeat`` times and keep the median run: the machine is shared and noisy."""
+    runs = []
+    for _ in range(repeat):
+        before = process_cpu_seconds(emulator.pid)
+        counts, seconds = run()
+        row = Row(client, setup, counts, seconds, process_cpu_seconds(emulator.pid) - before)
+        print(f"{client} [{setup}]: {counts} in {seconds:.2f}s = {row.accepted / seconds:,.0f}/s")
+        runs.append(row)
+    runs.sort(key=lambda row: row.accepted / row.seconds)
+    return runs[len(runs) // 2]
+
+
+def section(rows: list[Row], command: str, notes: list[str], load: str) -> str:
     lines = [
         START,
         "## SendGrid emulator throughput",
@@ -287,16 +327,14 @@ def section(
         f"- Command: `{command}`",
         f"- Load average at start (1/5/15 min): {load}; other work may have shared the CPUs.",
         "",
-        "| Client | Setup | Accepted (202) | Other statuses | Seconds | Accepted sends/s |",
-        "| --- | --- | ---: | --- | ---: | ---: |",
+        "| Client | Setup | Accepted (202) | Other statuses | Seconds | Accepted sends/s "
+        "| Emulator CPU ms/request | Emulator-bound ceiling/s |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        *(row.line() for row in rows),
+        "",
+        *notes,
+        END,
     ]
-    for name, setup, counts, elapsed in rows:
-        accepted = counts.get(202, 0)
-        others = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()) if k != 202) or "none"
-        lines.append(
-            f"| {name} | {setup} | {accepted} | {others} | {elapsed:.2f} | {accepted / elapsed:,.0f} |"
-        )
-    lines += ["", *notes, END]
     return "\n".join(lines)
 
 
@@ -326,48 +364,48 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32, help="connections per process")
     parser.add_argument("--sdk-processes", type=int, default=2)
     parser.add_argument("--sdk-threads", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per row; the median is kept")
     parser.add_argument("--no-doc", action="store_true", help="print only")
     args = parser.parse_args()
 
-    rows = []
+    rows: list[Row] = []
     load = load_average()
     common = {"api_keys": API_KEY, "quiet": True}
+    keepalive_setup = f"{args.processes} process x {args.connections} connections"
     with EmulatorProcess(**common) as emulator:
         port = int(emulator.host.rsplit(":", 1)[1])
         run_keepalive(port, requests=2_000, seconds=5, processes=1, connections=8)  # warm-up
-        counts, elapsed = run_keepalive(
-            port,
-            requests=args.requests,
-            seconds=args.seconds,
-            processes=args.processes,
-            connections=args.connections,
-        )
         rows.append(
-            (
+            measured(
+                emulator,
                 "asyncio HTTP/1.1 keep-alive",
-                f"{args.processes} process x {args.connections} connections, no webhooks",
-                counts,
-                elapsed,
+                f"{keepalive_setup}, no webhooks",
+                lambda: run_keepalive(
+                    port,
+                    requests=args.requests,
+                    seconds=args.seconds,
+                    processes=args.processes,
+                    connections=args.connections,
+                ),
+                args.repeat,
             )
         )
-        print(f"keep-alive: {counts} in {elapsed:.2f}s = {counts.get(202, 0) / elapsed:,.0f}/s")
-        counts, elapsed = run_sdk(
-            emulator.host,
-            requests=args.sdk_requests,
-            seconds=args.seconds,
-            processes=args.sdk_processes,
-            threads=args.sdk_threads,
-        )
         rows.append(
-            (
+            measured(
+                emulator,
                 "official `sendgrid` client (urllib)",
                 f"{args.sdk_processes} processes x {args.sdk_threads} threads, "
-                "new connection per request",
-                counts,
-                elapsed,
+                "a new connection per request",
+                lambda: run_sdk(
+                    emulator.host,
+                    requests=args.sdk_requests,
+                    seconds=args.seconds,
+                    processes=args.sdk_processes,
+                    threads=args.sdk_threads,
+                ),
+                args.repeat,
             )
         )
-        print(f"sdk: {counts} in {elapsed:.2f}s = {counts.get(202, 0) / elapsed:,.0f}/s")
 
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
@@ -376,37 +414,35 @@ def main() -> int:
         **common, delay_max=0, events_url_template=sink_url, webhook_batch_size=500
     ) as emulator:
         port = int(emulator.host.rsplit(":", 1)[1])
-        counts, elapsed = run_keepalive(
-            port,
-            requests=args.requests,
-            seconds=args.seconds,
-            processes=args.processes,
-            connections=args.connections,
-        )
-        stats = emulator.stats()
         rows.append(
-            (
+            measured(
+                emulator,
                 "asyncio HTTP/1.1 keep-alive",
-                "as above, webhooks on (default rates, no delay) to a local sink",
-                counts,
-                elapsed,
+                f"{keepalive_setup}, webhooks on (default rates, no delay) to a local sink",
+                lambda: run_keepalive(
+                    port,
+                    requests=args.requests,
+                    seconds=args.seconds,
+                    processes=args.processes,
+                    connections=args.connections,
+                ),
+                args.repeat,
             )
         )
-        print(
-            f"keep-alive + webhooks: {counts} in {elapsed:.2f}s = {counts.get(202, 0) / elapsed:,.0f}/s"
-        )
-        print(
-            f"  events planned {stats.get('events_planned', 0)}, "
-            f"posted by the end of the run {stats.get('events_posted', 0)}"
-        )
+        stats = emulator.stats()
     sink.shutdown()
 
     notes = [
-        "The emulator is one process (asyncio, stdlib only) sharing the 2 cores with the load "
-        "generator, so these are lower bounds. The official client opens a TCP connection per "
-        "request and spends most of the CPU itself. With webhooks on, events are planned and "
-        f"posted by a background thread; {stats.get('events_planned', 0)} events were planned "
-        f"and {stats.get('events_posted', 0)} posted by the time the run ended.",
+        f"Each row is the median of {args.repeat} runs. "
+        "One emulator process (asyncio on uvloop, plus a webhook thread) shares the 2 cores with "
+        "the load generator, so the sends/s are lower bounds. *Emulator CPU ms/request* is the "
+        "emulator process's own CPU time divided by the requests it answered; the ceiling is "
+        "what one core spent only on the emulator would sustain. The official client opens a "
+        "TCP connection per request and costs about 1.5 ms of client CPU per call, so that row "
+        "measures the client, not the emulator. With webhooks on, a background thread planned "
+        f"{stats.get('events_planned', 0)} events and posted "
+        f"{stats.get('events_posted', 0)} in signed batches during the runs; that work shares "
+        "the emulator's CPU and GIL, hence the lower figure.",
     ]
     command = "python bench/emulator_throughput.py " + " ".join(sys.argv[1:])
     text = section(rows, command.strip(), notes, load)

@@ -338,6 +338,9 @@ class Dispatcher:
                 if generation != self._generation:
                     break  # cleared meanwhile: the deque holds only newer messages
                 self.intake.popleft()
+            # Hand the GIL back to the event loop between messages: without this the loop
+            # waits a whole switch interval (5 ms) each time it wakes, halving accepted sends/s.
+            time.sleep(0)
         now = float("inf") if self._flush.is_set() else time.time()
         self._flush.clear()
         due: list[Any] = []

@@ -132,3 +132,38 @@ def test_a_real_celery_worker_executes_a_task_sent_through_redis(tmp_path):
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)
+
+
+def _manage(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DJANGO_SECRET_KEY", "OUTREACH_ENCRYPTION_KEYS"}
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_settings_refuse_to_start_without_their_secrets():
+    done = _manage(["check", "--settings=outreach.settings.production"])
+    assert done.returncode != 0
+    assert "missing required setting(s): DJANGO_SECRET_KEY, OUTREACH_ENCRYPTION_KEYS" in done.stderr
+
+
+def test_production_settings_pass_the_deployment_checklist():
+    from cryptography.fernet import Fernet
+
+    done = _manage(
+        ["check", "--deploy", "--fail-level", "WARNING", "--settings=outreach.settings.production"],
+        DJANGO_SECRET_KEY="x" * 20 + uuid.uuid4().hex + uuid.uuid4().hex,
+        OUTREACH_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        PUBLIC_BASE_URL="https://outreach.example.com",
+        ALLOWED_HOSTS="outreach.example.com",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no issues" in done.stdout

@@ -17,12 +17,21 @@ CUSTOM_FIELD_KEY_MAX = 100
 CUSTOM_FIELD_VALUE_MAX = 2000
 
 
+class _MergeValueField(serializers.JSONField):
+    """A string, number, boolean or null (no ``json.dumps`` round trip per value)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, (dict, list)):
+            raise serializers.ValidationError("Must be a string, number, boolean or null.")
+        return data
+
+
 class CustomFieldsField(serializers.DictField):
     """A flat object of merge values: ``{"plan": "pro", "seats": 12}``. Nested objects and
     lists are refused: templates personalise with scalars."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("child", serializers.JSONField(allow_null=True))
+        kwargs.setdefault("child", _MergeValueField(allow_null=True))
         kwargs.setdefault(
             "help_text",
             f"Flat object (at most {CUSTOM_FIELDS_MAX_KEYS} keys) of string, number, boolean "
@@ -41,8 +50,6 @@ class CustomFieldsField(serializers.DictField):
             elif "\x00" in key or (isinstance(item, str) and "\x00" in item):
                 # PostgreSQL text and jsonb cannot store NUL.
                 errors[key] = ["Null characters are not allowed."]
-            elif isinstance(item, (dict, list)):
-                errors[key] = ["Must be a string, number, boolean or null."]
             elif isinstance(item, str) and len(item) > CUSTOM_FIELD_VALUE_MAX:
                 errors[key] = [
                     f"Ensure this value has at most {CUSTOM_FIELD_VALUE_MAX} characters."

@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 import random
 import signal
 import sys
@@ -357,6 +358,17 @@ async def _serve_forever(emulator: Emulator) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if config.exit_with_parent:
+        # A test run that is killed outright must not leave emulators behind on the machine.
+        parent = os.getppid()
+
+        def watch_parent() -> None:
+            if os.getppid() != parent:
+                stop.set()
+            else:
+                loop.call_later(1.0, watch_parent)
+
+        loop.call_later(1.0, watch_parent)
     async with server:
         await stop.wait()
     emulator.dispatcher.stop()

@@ -31,7 +31,15 @@ RATE_FIELDS = (
 
 # Fields that only make sense at start-up (sockets, keys, buffers).
 STARTUP_ONLY = frozenset(
-    {"host", "port", "signing_key_file", "store_size", "tenants_file", "webhook_concurrency"}
+    {
+        "host",
+        "port",
+        "signing_key_file",
+        "store_size",
+        "tenants_file",
+        "webhook_concurrency",
+        "exit_with_parent",
+    }
 )
 
 
@@ -112,6 +120,9 @@ class EmulatorConfig:
     webhook_timeout: float = _opt(10.0, "seconds before a webhook POST gives up")
     webhook_concurrency: int = _opt(4, "webhook POSTs in flight at once")
     quiet: bool = _opt(False, "log only warnings", kind=_bool)
+    exit_with_parent: bool = _opt(
+        False, "stop when the process that started it goes away (tests, scripts)", kind=_bool
+    )
 
     def __post_init__(self) -> None:
         self.api_keys = list(self.api_keys)

@@ -42,7 +42,7 @@ class EmulatorProcess:
     """
 
     def __init__(self, *, port: int = 0, host: str = "127.0.0.1", **options: Any):
-        self.options = {"host": host, "port": port, **options}
+        self.options = {"host": host, "port": port, "exit_with_parent": True, **options}
         self.host = ""
         self.public_key = ""
         self.log_path = Path(tempfile.mkstemp(prefix="sendgrid-emulator-", suffix=".log")[1])

@@ -888,6 +888,40 @@ def test_unknown_paths_and_methods(sendgrid_emulator):
     assert excinfo.value.code == 405
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_emulator_stops_when_the_process_that_started_it_is_killed():
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\n"
+            "from messaging.emulator.process import EmulatorProcess\n"
+            "emulator = EmulatorProcess(quiet=True).start()\n"
+            "print(emulator.pid, flush=True)\n"
+            "time.sleep(120)\n",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    emulator_pid = int(parent.stdout.readline())
+    assert _alive(emulator_pid)
+
+    parent.kill()
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while _alive(emulator_pid):
+        assert time.monotonic() < deadline, "emulator outlived its parent"
+        time.sleep(0.1)
+
+
 # --- the management command ---------------------------------------------------------------------
 
 

@@ -239,7 +239,14 @@ def _prepare(action_id: int, attempt: int, report: SendBatchReport) -> _Ready | 
             grant_id=f"send:{enrollment.pk}:{action.step_seq}:{next_attempt}",
         )
         if not grant.granted:
-            _hold(action_id, attempt, grant.retry_at, f"no capacity: {grant.reason}", report)
+            # Capacity comes back when its window ends (midnight for a full day), which may
+            # be outside the sending window: wait for the first instant both allow.
+            due = timing.send_time_next(
+                context=context,
+                earliest=grant.retry_at,
+                jitter_key=f"{enrollment.pk}:{action.step_seq}",
+            )
+            _hold(action_id, attempt, due, f"no capacity: {grant.reason}", report)
             return None
 
         message, outbound = _compose(enrollment, action.step, action.step_seq, next_attempt, now)

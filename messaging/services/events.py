@@ -8,7 +8,8 @@ never deadlock each other:
 2. dedup keys, ``INSERT … ON CONFLICT DO NOTHING RETURNING`` in sorted order: a key another
    transaction holds makes us wait for it, then yields nothing, so each event is stored once;
 3. only the new events go into the partitioned event table (one multi-row insert);
-4. their messages, locked in id order, then one bulk UPDATE that only moves status forward;
+4. the messages whose status rises (or that lack an id the events carry), locked in id
+   order (``FOR NO KEY UPDATE``), then one bulk UPDATE that only moves status forward;
 5. suppressions and the campaign hook (skipped in shadow mode), then the receipt is marked.
 
 Everything commits together: an event, its status change, its suppression and the
@@ -39,20 +40,24 @@ Decisions (documented here because the send path and the campaign engine rely on
 - A message still ``sending`` (crash after the provider call) that gets an event carrying
   our id is reconciled: its status moves forward, and ``sent_at``, ``provider_message_id``
   and ``smtp_id`` are filled from the events, so the send ledger never resends it.
+- ``Message.last_event_at`` is the time of the latest event that changed the message
+  (status or ids). Repeats that change nothing do not rewrite the row; they are in the
+  event table like every other event.
 """
 
 import datetime
 import logging
 import re
-import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
-from psycopg import sql
 
 from messaging.models import Message
 from messaging.webhooks.sendgrid_events import (
@@ -60,7 +65,7 @@ from messaging.webhooks.sendgrid_events import (
     clean_text,
     event_key,
     event_normalise,
-    raw_json,
+    jsonb_text,
 )
 from outreach.tenancy.models import TenantAlert
 from suppression.models import Suppression
@@ -125,57 +130,78 @@ _ADVISORY_NAMESPACE = 0x5342  # pg_advisory_xact_lock(namespace, hash) for soft-
 # --------------------------------------------------------------------------- mapping
 
 
+@contextmanager
+def _bulk_cursor() -> Iterator[psycopg.Cursor]:
+    """A cursor on Django's connection (same transaction) with server-side binding.
+
+    Django binds parameters client-side, quoting every element of a large array in Python:
+    for a 1,000-event batch that costs more than the whole insert. Bulk statements here bind
+    server-side instead (psycopg's C dumpers, no quoting). Errors still surface as Django's database errors.
+    """
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
+
+
 @dataclass(slots=True)
 class _MessageRow:
+    """A message touched by the batch, as read (without a lock) before the update."""
+
     id: int
+    provider_message_id: str
     enrollment_id: int | None
-    lead_id: int | None
-    sent_at: datetime.datetime | None
     to_email: str
+    status_rank: int
+    smtp_id: str
+    sent_at: datetime.datetime | None
 
 
-def _messages_attach(tenant_id: int, events: list[NormalisedEvent]) -> dict[int, _MessageRow]:
-    refs = {e.message_ref for e in events if e.message_ref is not None}
+_MESSAGES_BY_PUBLIC_ID = """
+    SELECT public_id, id, provider_message_id, enrollment_id, lower(to_email), status_rank,
+           smtp_id, sent_at
+    FROM messaging_message
+    WHERE tenant_id = %s AND public_id = ANY(%b::uuid[])
+"""
+_MESSAGES_BY_PROVIDER_ID = """
+    SELECT id, provider_message_id, enrollment_id, lower(to_email), status_rank,
+           smtp_id, sent_at
+    FROM messaging_message
+    WHERE tenant_id = %s AND provider_message_id <> '' AND provider_message_id = ANY(%b::text[])
+"""
+
+
+def _messages_attach(
+    cursor, tenant_id: int, events: list[NormalisedEvent]
+) -> dict[int, _MessageRow]:
+    """Find the batch's messages and attach each event to its message."""
     found: dict[int, _MessageRow] = {}
-    by_public: dict[uuid.UUID, _MessageRow] = {}
-    with connection.cursor() as cursor:
-        if refs:
-            cursor.execute(
-                "SELECT id, public_id, enrollment_id, lead_id, sent_at, lower(to_email)"
-                " FROM messaging_message WHERE tenant_id = %s AND public_id = ANY(%s::uuid[])",
-                [tenant_id, list(refs)],
-            )
-            for mid, public_id, enrollment_id, lead_id, sent_at, to_email in cursor.fetchall():
-                row = _MessageRow(mid, enrollment_id, lead_id, sent_at, to_email)
-                by_public[public_id] = found[mid] = row
+    refs = list({e.message_ref for e in events if e.message_ref is not None})
+    if refs:
+        cursor.execute(_MESSAGES_BY_PUBLIC_ID, [tenant_id, refs], binary=True)
+        by_public = {}
+        for public_id, *columns in cursor.fetchall():
+            by_public[public_id] = found[columns[0]] = _MessageRow(*columns)
         for event in events:
-            if event.message_ref is not None and event.message_ref in by_public:
-                row = by_public[event.message_ref]
+            row = by_public.get(event.message_ref) if event.message_ref else None
+            if row is not None:
                 event.message_id, event.enrollment_id = row.id, row.enrollment_id
 
-        prefixes = {e.sg_prefix for e in events if e.message_id is None and e.sg_prefix}
-        if prefixes:
-            cursor.execute(
-                "SELECT id, provider_message_id, enrollment_id, lead_id, sent_at,"
-                " lower(to_email) FROM messaging_message"
-                " WHERE tenant_id = %s AND provider_message_id <> ''"
-                " AND provider_message_id = ANY(%s)",
-                [tenant_id, sorted(prefixes)],
-            )
-            by_prefix: dict[str, list[_MessageRow]] = defaultdict(list)
-            for mid, pmid, enrollment_id, lead_id, sent_at, to_email in cursor.fetchall():
-                row = _MessageRow(mid, enrollment_id, lead_id, sent_at, to_email)
-                by_prefix[pmid].append(row)
-                found[mid] = row
-            for event in events:
-                if event.message_id is not None or event.sg_prefix not in by_prefix:
-                    continue
-                candidates = by_prefix[event.sg_prefix]
-                if len(candidates) > 1:
-                    candidates = [c for c in candidates if c.to_email == event.email]
-                if len(candidates) == 1:
-                    event.message_id = candidates[0].id
-                    event.enrollment_id = candidates[0].enrollment_id
+    prefixes = sorted({e.sg_prefix for e in events if e.message_id is None and e.sg_prefix})
+    if prefixes:
+        cursor.execute(_MESSAGES_BY_PROVIDER_ID, [tenant_id, prefixes], binary=True)
+        by_prefix: dict[str, list[_MessageRow]] = defaultdict(list)
+        for columns in cursor.fetchall():
+            row = found.setdefault(columns[0], _MessageRow(*columns))
+            by_prefix[row.provider_message_id].append(row)
+        for event in events:
+            if event.message_id is not None or event.sg_prefix not in by_prefix:
+                continue
+            candidates = by_prefix[event.sg_prefix]
+            if len(candidates) > 1:
+                candidates = [c for c in candidates if c.to_email == event.email]
+            if len(candidates) == 1:
+                event.message_id = candidates[0].id
+                event.enrollment_id = candidates[0].enrollment_id
     return found
 
 
@@ -207,7 +233,7 @@ def _keys_claim(cursor, tenant_id: int, keys: list[str]) -> set[str]:
     cursor.execute(
         """
         INSERT INTO messaging_messageeventkey (tenant_id, provider_event_id, first_seen_at)
-        SELECT %s, k, now() FROM unnest(%s::text[]) AS k ORDER BY k COLLATE "C"
+        SELECT %s, k, now() FROM unnest(%b::text[]) AS k ORDER BY k COLLATE "C"
         ON CONFLICT (tenant_id, provider_event_id) DO NOTHING
         RETURNING provider_event_id
         """,
@@ -219,35 +245,35 @@ def _keys_claim(cursor, tenant_id: int, keys: list[str]) -> set[str]:
 def _events_insert(
     cursor, tenant_id: int, receipt_id: int | None, received_at, events: list[NormalisedEvent]
 ) -> list[int]:
+    """One INSERT for the batch. Rows travel as one JSON document (a single C-encoded dump,
+    parsed once by Postgres) rather than a dozen arrays dumped element by element."""
+    rows = [
+        {
+            "m": e.message_id,
+            "n": e.enrollment_id,
+            "t": e.event_type,
+            "o": e.occurred_at.isoformat(),
+            "k": e.key,
+            "p": e.provider_message_id,
+            "e": e.email,
+            "mo": e.is_machine_open,
+            "bc": e.is_bot_click,
+            "r": e.raw,
+        }
+        for e in events
+    ]
     cursor.execute(
         """
         INSERT INTO messaging_messageevent
             (tenant_id, message_id, enrollment_id, event_type, occurred_at, received_at,
              provider_event_id, provider_message_id, email, is_machine_open, is_bot_click,
              receipt_id, raw)
-        SELECT %s, u.message_id, u.enrollment_id, u.event_type, u.occurred_at, %s, u.key,
-               u.provider_message_id, u.email, u.machine_open, u.bot_click, %s, u.raw::jsonb
-        FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[], %s::text[],
-                    %s::text[], %s::text[], %s::bool[], %s::bool[], %s::text[])
-            AS u(message_id, enrollment_id, event_type, occurred_at, key,
-                 provider_message_id, email, machine_open, bot_click, raw)
+        SELECT %s, u.m, u.n, u.t, u.o, %s, u.k, u.p, u.e, u.mo, u.bc, %s, u.r
+        FROM jsonb_to_recordset(%s::jsonb) AS u(m bigint, n bigint, t text, o timestamptz,
+             k text, p text, e text, mo boolean, bc boolean, r jsonb)
         RETURNING id
         """,
-        [
-            tenant_id,
-            received_at,
-            receipt_id,
-            [e.message_id for e in events],
-            [e.enrollment_id for e in events],
-            [e.event_type for e in events],
-            [e.occurred_at for e in events],
-            [e.key for e in events],
-            [e.provider_message_id for e in events],
-            [e.email for e in events],
-            [e.is_machine_open for e in events],
-            [e.is_bot_click for e in events],
-            [raw_json(e.raw) for e in events],
-        ],
+        [tenant_id, received_at, receipt_id, jsonb_text(rows)],
     )
     return [row[0] for row in cursor.fetchall()]
 
@@ -268,8 +294,18 @@ def _error_of(event: NormalisedEvent) -> tuple[str, str]:
     return "", ""
 
 
-def _messages_update(cursor, events: list[NormalisedEvent]) -> None:
-    """One UPDATE for all touched messages; the rank only grows (``GREATEST``)."""
+def _messages_update(
+    cursor, events: list[NormalisedEvent], messages: dict[int, _MessageRow]
+) -> None:
+    """One UPDATE for the messages the batch changes; the status rank only grows.
+
+    A message is rewritten only when its status rises or an id it lacks is filled in
+    (``smtp_id``, ``provider_message_id``, ``sent_at`` for a reconciled send); its
+    ``last_event_at`` then moves to the batch's latest event. Repeats (another open of an
+    opened message) neither lock nor rewrite the row: with fourteen indexes on the table,
+    that halves the write cost of a realistic event stream, and the event table has every
+    event.
+    """
     best: dict[int, dict[str, Any]] = {}
     for event in events:
         if event.message_id is None:
@@ -299,113 +335,95 @@ def _messages_update(cursor, events: list[NormalisedEvent]) -> None:
         state["last"] = max(state["last"], event.occurred_at)
     if not best:
         return
-    ids = sorted(best)
+    # The state read without a lock can only be behind: a rank never falls and an id once
+    # filled stays, so a row that needs nothing by that state needs nothing now. Only rows
+    # that change are locked, in id order (two batches never deadlock), and the UPDATE
+    # re-checks rank and emptiness against the locked row.
+    accepted = MESSAGE_STATUS_RANK[Message.Status.ACCEPTED]
+    changes: list[dict[str, Any]] = []
+    for mid in sorted(best):
+        current, state = messages[mid], best[mid]
+        rises = state["rank"] > current.status_rank
+        fills = (
+            state["smtp_id"] if not current.smtp_id and state["smtp_id"] else None,
+            state["pmid"] if not current.provider_message_id and state["pmid"] else None,
+            state["first"] if current.sent_at is None and state["rank"] >= accepted else None,
+        )
+        if not rises and all(value is None for value in fills):
+            continue  # a repeat (another open of an opened message): the row stays as it is
+        changes.append(
+            {
+                "id": mid,
+                "status": state["status"] if rises else None,
+                "rank": state["rank"] if rises else -1,
+                "code": state["code"] or None,
+                "error": state["error"] or None,
+                "smtp_id": fills[0],
+                "pmid": fills[1],
+                "sent_at": fills[2].isoformat() if fills[2] else None,
+                "last_at": state["last"].isoformat(),
+            }
+        )
+    if not changes:
+        return
     cursor.execute(
-        "SELECT id FROM messaging_message WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
-        [ids],
+        "SELECT 1 FROM messaging_message WHERE id = ANY(%b::bigint[]) ORDER BY id"
+        " FOR NO KEY UPDATE",
+        [[change["id"] for change in changes]],
     )
-    rows = [best[i] for i in ids]
+    # ``updated_at`` moves with the status only, so a row that only gets an id filled in
+    # keeps its indexed values and can be a HOT update (no new index entries).
     cursor.execute(
         """
         UPDATE messaging_message AS m SET
             status = CASE WHEN v.rank > m.status_rank THEN v.status ELSE m.status END,
-            error_code = CASE WHEN v.rank > m.status_rank AND v.code <> ''
+            error_code = CASE WHEN v.rank > m.status_rank AND v.code IS NOT NULL
                               THEN v.code ELSE m.error_code END,
-            error_message = CASE WHEN v.rank > m.status_rank AND v.error <> ''
+            error_message = CASE WHEN v.rank > m.status_rank AND v.error IS NOT NULL
                                  THEN v.error ELSE m.error_message END,
+            updated_at = CASE WHEN v.rank > m.status_rank THEN now() ELSE m.updated_at END,
             status_rank = GREATEST(m.status_rank, v.rank),
-            smtp_id = CASE WHEN m.smtp_id = '' THEN v.smtp_id ELSE m.smtp_id END,
-            provider_message_id = CASE WHEN m.provider_message_id = '' THEN v.pmid
-                                       ELSE m.provider_message_id END,
-            sent_at = CASE WHEN m.sent_at IS NULL AND v.rank >= %s THEN v.first_at
-                           ELSE m.sent_at END,
-            last_event_at = GREATEST(m.last_event_at, v.last_at),
-            updated_at = now()
-        FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[],
-                    %s::text[], %s::timestamptz[], %s::timestamptz[])
-            AS v(id, status, rank, code, error, smtp_id, pmid, first_at, last_at)
+            smtp_id = CASE WHEN m.smtp_id = '' THEN COALESCE(v.smtp_id, '') ELSE m.smtp_id END,
+            provider_message_id = CASE WHEN m.provider_message_id = ''
+                                       THEN COALESCE(v.pmid, '') ELSE m.provider_message_id END,
+            sent_at = COALESCE(m.sent_at, v.sent_at),
+            last_event_at = GREATEST(m.last_event_at, v.last_at)
+        FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, status text, rank int, code text,
+             error text, smtp_id text, pmid text, sent_at timestamptz, last_at timestamptz)
         WHERE m.id = v.id
         """,
-        [
-            MESSAGE_STATUS_RANK[Message.Status.ACCEPTED],
-            ids,
-            [r["status"] for r in rows],
-            [max(r["rank"], 0) for r in rows],
-            [r["code"] for r in rows],
-            [r["error"] for r in rows],
-            [r["smtp_id"] for r in rows],
-            [r["pmid"] for r in rows],
-            [r["first"] for r in rows],
-            [r["last"] for r in rows],
-        ],
+        [jsonb_text(changes)],
     )
 
 
-def _soft_bounce_repeats(
-    cursor, tenant_id: int, events: list[NormalisedEvent], messages: dict[int, _MessageRow]
-) -> set[str]:
+def _soft_bounce_repeats(cursor, tenant_id: int, events: list[NormalisedEvent]) -> set[str]:
     """Addresses whose blocked bounces within the window reached the threshold.
 
     Counting happens under a per-address advisory lock, taken after this transaction stored
     its own events: a concurrent batch holding the lock commits first, and our count (a new
     snapshot per statement) then includes its events, so a threshold crossed by two batches
-    at once is still seen.
+    at once is still seen. The count reads the partial index of blocked events by address.
     """
-    blocked = [e for e in events if e.event_type == "blocked" and e.email]
-    if not blocked:
+    emails = sorted({e.email for e in events if e.event_type == "blocked" and e.email})
+    if not emails:
         return set()
-    threshold = settings.SUPPRESSION_SOFT_BOUNCE_THRESHOLD
     since = timezone.now() - datetime.timedelta(days=settings.SUPPRESSION_SOFT_BOUNCE_WINDOW_DAYS)
-    emails = sorted({e.email for e in blocked})
     cursor.execute(
         "SELECT pg_advisory_xact_lock(%s, hashtext(%s || ':' || e))"
-        ' FROM unnest(%s::text[]) AS e ORDER BY e COLLATE "C"',
+        ' FROM unnest(%b::text[]) AS e ORDER BY e COLLATE "C"',
         [_ADVISORY_NAMESPACE, str(tenant_id), emails],
     )
-    # Our messages to the address are found through the lead (indexed: lead → message →
-    # events); events not tied to a lead are counted by address over the tenant's window.
-    leads = sorted(
-        {
-            messages[e.message_id].lead_id
-            for e in blocked
-            if e.message_id is not None and messages[e.message_id].lead_id is not None
-        }
+    cursor.execute(
+        "SELECT email, count(*) FROM messaging_messageevent"
+        " WHERE tenant_id = %s AND event_type = 'blocked' AND email = ANY(%b::text[])"
+        " AND occurred_at >= %s GROUP BY email",
+        [tenant_id, emails, since],
     )
-    loose = sorted(
-        {e.email for e in blocked if e.message_id is None or messages[e.message_id].lead_id is None}
-    )
-    parts: list[sql.SQL] = []
-    params: list[Any] = []
-    if leads:
-        parts.append(
-            sql.SQL(
-                "SELECT e.id, lower(m.to_email) AS email FROM messaging_message m"
-                " JOIN messaging_messageevent e ON e.message_id = m.id"
-                " WHERE m.tenant_id = %s AND m.lead_id = ANY(%s) AND e.tenant_id = %s"
-                " AND e.event_type = 'blocked' AND e.occurred_at >= %s"
-            )
-        )
-        params += [tenant_id, leads, tenant_id, since]
-    if loose:
-        parts.append(
-            sql.SQL(
-                "SELECT id, email FROM messaging_messageevent"
-                " WHERE tenant_id = %s AND occurred_at >= %s AND event_type = 'blocked'"
-                " AND email = ANY(%s)"
-            )
-        )
-        params += [tenant_id, since, loose]
-    query = sql.SQL("SELECT email, count(DISTINCT id) FROM ({}) AS b GROUP BY email").format(
-        sql.SQL(" UNION ALL ").join(parts)
-    )
-    cursor.execute(query, params)
-    counts = dict(cursor.fetchall())
-    return {email for email in emails if counts.get(email, 0) >= threshold}
+    threshold = settings.SUPPRESSION_SOFT_BOUNCE_THRESHOLD
+    return {email for email, count in cursor.fetchall() if count >= threshold}
 
 
-def _suppressions_add(
-    cursor, tenant_id: int, events: list[NormalisedEvent], messages: dict[int, _MessageRow]
-) -> int:
+def _suppressions_add(cursor, tenant_id: int, events: list[NormalisedEvent]) -> int:
     entries: dict[str, SuppressionEntry] = {}
     for event in events:
         if not event.email:
@@ -417,7 +435,7 @@ def _suppressions_add(
             entries[event.email] = SuppressionEntry(
                 email=event.email, reason=reason, note=f"SendGrid {event.event_type} {event.key}"
             )
-    for email in _soft_bounce_repeats(cursor, tenant_id, events, messages):
+    for email in _soft_bounce_repeats(cursor, tenant_id, events):
         entries.setdefault(
             email,
             SuppressionEntry(
@@ -480,7 +498,7 @@ def message_events_store(
     if not first_by_key:
         return EventsStored(len(raw_events), [], 0)
 
-    with connection.cursor() as cursor:
+    with _bulk_cursor() as cursor:
         new_keys = _keys_claim(cursor, tenant_id, list(first_by_key))
         if not new_keys:
             return EventsStored(len(raw_events), [], 0)
@@ -489,14 +507,14 @@ def message_events_store(
             for key, raw in first_by_key.items()
             if key in new_keys
         ]
-        messages = _messages_attach(tenant_id, events)
+        messages = _messages_attach(cursor, tenant_id, events)
         _bot_clicks_flag(events, messages)
         event_ids = _events_insert(cursor, tenant_id, receipt_id, received_at, events)
-        _messages_update(cursor, events)
+        _messages_update(cursor, events, messages)
         _alerts_raise(tenant_id, events)
         suppressed = 0
         if not shadow_mode:
-            suppressed = _suppressions_add(cursor, tenant_id, events, messages)
+            suppressed = _suppressions_add(cursor, tenant_id, events)
     if not shadow_mode:
         # Imported here: the campaign engine imports messaging, not the other way round.
         from campaigns.services import transitions

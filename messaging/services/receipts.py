@@ -112,6 +112,10 @@ def webhook_receipt_normalise(*, receipt_id: int) -> EventsStored | None:
     try:
         with transaction.atomic(durable=True):
             with connection.cursor() as cursor:
+                # Safe without waiting for the WAL flush: the raw receipt is already durable,
+                # so a commit lost in a crash leaves it unprocessed (keys and all) and the
+                # sweeper redoes it. Any later synchronous commit flushes this one too.
+                cursor.execute("SET LOCAL synchronous_commit = off")
                 cursor.execute(
                     """
                     SELECT r.tenant_id, r.body, r.received_at, t.webhook_shadow_mode

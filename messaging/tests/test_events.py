@@ -299,6 +299,46 @@ def test_hostile_field_values_are_stored_not_crashed(tenant):
     assert opened.provider_event_id.startswith("sha256:")
 
 
+def test_lone_surrogates_and_nul_escapes_in_the_json_are_stored_not_crashed(tenant):
+    body = (
+        b'[{"event":"open","email":"x\\ud800@x.test","sg_event_id":"id\\udfff",'
+        b'"useragent":"a\\u0000b\\ud83d","timestamp":1700000000},'
+        b'{"event":"click","email":"y@x.test","url":"https://x.test/\\udc00","timestamp":1700000001}]'
+    )
+    receipt_id = webhook_receipt_create(
+        tenant_id=tenant.pk, kind=WebhookReceipt.Kind.EVENTS, body=body, headers={}
+    )
+    result = webhook_receipt_normalise(receipt_id=receipt_id)
+    assert len(result.new_event_ids) == 2
+    stored = _events(tenant)
+    assert stored[0].email == "x?@x.test"
+    assert stored[0].provider_event_id.startswith("sha256:")
+    again = webhook_receipt_create(
+        tenant_id=tenant.pk, kind=WebhookReceipt.Kind.EVENTS, body=body, headers={}
+    )
+    assert webhook_receipt_normalise(receipt_id=again).new_event_ids == []
+
+
+def test_a_repeat_that_changes_nothing_leaves_the_message_row_alone(tenant):
+    message = message_make(tenant)
+    now = time.time()
+    _process(tenant, [sg_event(message, "open", at=now - 60)])
+    message.refresh_from_db()
+    opened_at, updated_at = message.last_event_at, message.updated_at
+    _process(tenant, [sg_event(message, "open", at=now), sg_event(message, "delivered", at=now)])
+    message.refresh_from_db()
+    assert (message.status, message.last_event_at, message.updated_at) == (
+        Message.Status.OPENED,
+        opened_at,
+        updated_at,
+    )
+    assert len(_events(tenant)) == 3
+    _process(tenant, [sg_event(message, "click", at=now + 60)])
+    message.refresh_from_db()
+    assert message.status == Message.Status.CLICKED
+    assert message.last_event_at > opened_at
+
+
 # --------------------------------------------------------------------------- alerts, suppression
 
 

@@ -36,14 +36,24 @@ EVENT_TYPES = frozenset(
 )
 
 
+def utf8_safe(text: str) -> str:
+    """JSON may carry lone surrogates (``"\\ud800"``), which no UTF-8 encoder accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def clean_text(value: Any, limit: int) -> str:
-    """A string column value: text only, no NUL (Postgres refuses it), bounded length."""
+    """A string column value: text only, no NUL (Postgres refuses it), valid UTF-8,
+    bounded length."""
     if value is None:
         return ""
     text = value if isinstance(value, str) else str(value)
     if "\x00" in text:
         text = text.replace("\x00", "")
-    return text[:limit]
+    return utf8_safe(text[:limit])
 
 
 def _canonical(raw: dict[str, Any]) -> str:
@@ -55,10 +65,14 @@ def event_key(raw: dict[str, Any]) -> str:
     event delivered twice still has one key). Hashed keys are prefixed, and ``:`` never
     occurs in base64url ids, so the two spaces cannot collide."""
     sg_event_id = raw.get("sg_event_id")
-    if isinstance(sg_event_id, str) and sg_event_id and "\x00" not in sg_event_id:
-        if len(sg_event_id) <= 255:
+    if isinstance(sg_event_id, str) and sg_event_id:
+        if (
+            len(sg_event_id) <= 255
+            and "\x00" not in sg_event_id
+            and utf8_safe(sg_event_id) == sg_event_id
+        ):
             return sg_event_id
-        return "sha256:" + hashlib.sha256(sg_event_id.encode()).hexdigest()
+        return "sha256:" + hashlib.sha256(sg_event_id.encode("utf-8", "surrogatepass")).hexdigest()
     return "syn:" + hashlib.sha256(_canonical(raw).encode()).hexdigest()
 
 
@@ -107,11 +121,12 @@ def _message_ref(raw: dict[str, Any]) -> uuid.UUID | None:
         return None
 
 
-def raw_json(raw: dict[str, Any]) -> str:
-    text = json.dumps(raw, separators=(",", ":"), ensure_ascii=False, default=str)
-    if "\\u0000" in text:  # jsonb refuses the NUL escape
+def jsonb_text(value: Any) -> str:
+    """JSON text Postgres accepts as ``jsonb``: no NUL escape, no lone surrogate."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    if "\\u0000" in text:
         text = text.replace("\\u0000", "\\ufffd")
-    return text
+    return utf8_safe(text)
 
 
 @dataclass(slots=True)

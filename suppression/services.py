@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
+from campaigns.validation.email import InvalidEmail, email_normalize
 from outreach.common.errors import ApplicationError, NotFound
 from suppression.models import Suppression
 from suppression.unsubscribe import unsubscribe_url_build  # noqa: F401 (the send path's entry)
@@ -26,7 +27,13 @@ class SuppressionEntry:
 
 
 def email_normalise(email: str) -> str:
-    return email.strip().lower()
+    """The same stored form leads use (ASCII domain, lower case), so a suppression added by
+    hand with a Unicode domain still matches the lead it is meant for. An address that does
+    not parse is kept stripped and lower-cased: suppressing too much is the safe side."""
+    try:
+        return email_normalize(email=email)
+    except InvalidEmail:
+        return email.strip().lower()
 
 
 def _validate(*, email: str, reason: str, source: str) -> None:

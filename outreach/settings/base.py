@@ -178,6 +178,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes the database connection before and after every task unless
+# this is set; a fresh Postgres backend per task costs a connect plus a cold catalog cache.
+# Reuse a worker's connection for this many tasks (DB_CONN_MAX_AGE still bounds its age).
+CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "200"))
 
 # SendGrid. With no API key configured, the local emulator is the provider: the product runs
 # and is tested offline. A real key (and host https://api.sendgrid.com) is one setting away.

@@ -17,11 +17,11 @@ from django.db import transaction
 from outreach.common.crypto import (
     SecretDecryptError,
     secret_decrypt,
-    secret_encrypt,
     secret_rotate,
 )
-from outreach.common.errors import ApplicationError, NotFound
+from outreach.common.errors import NotFound
 from outreach.tenancy.models import Tenant
+from outreach.tenancy.services import sendgrid_key_fields
 
 logger = logging.getLogger(__name__)
 
@@ -37,23 +37,13 @@ __all__ = [
 
 def tenant_sendgrid_key_set(*, tenant_id: int, api_key: str) -> Tenant:
     """Store the tenant's SendGrid key encrypted under the newest key; keep its last 4 only."""
-    api_key = api_key.strip()
-    if not api_key:
-        raise ApplicationError(
-            "The SendGrid API key is empty.", extra={"api_key": ["This field may not be blank."]}
-        )
-    if any(ch.isspace() for ch in api_key) or not api_key.isprintable():
-        raise ApplicationError(
-            "The SendGrid API key contains spaces or control characters.",
-            extra={"api_key": ["Contains spaces or control characters."]},
-        )
-    token = secret_encrypt(plaintext=api_key)
+    fields = sendgrid_key_fields(api_key=api_key)
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
         if tenant is None:
             raise NotFound()
-        tenant.sendgrid_api_key_encrypted = token
-        tenant.sendgrid_api_key_last4 = api_key[-4:]
+        tenant.sendgrid_api_key_encrypted = fields["sendgrid_api_key_encrypted"]
+        tenant.sendgrid_api_key_last4 = fields["sendgrid_api_key_last4"]
         tenant.save(
             update_fields=["sendgrid_api_key_encrypted", "sendgrid_api_key_last4", "updated_at"]
         )

@@ -69,7 +69,7 @@ def test_blank_or_malformed_key_is_refused_with_the_field(tenant, old_key, bad):
     with pytest.raises(ApplicationError) as excinfo:
         tenant_sendgrid_key_set(tenant_id=tenant.id, api_key=bad)
 
-    assert "api_key" in excinfo.value.extra
+    assert "sendgrid_api_key" in excinfo.value.extra
     tenant.refresh_from_db()
     assert tenant.sendgrid_api_key_encrypted == ""
 

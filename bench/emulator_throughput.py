@@ -362,8 +362,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="time bound of each run")
     parser.add_argument("--processes", type=int, default=1, help="keep-alive client processes")
     parser.add_argument("--connections", type=int, default=32, help="connections per process")
-    parser.add_argument("--sdk-processes", type=int, default=2)
-    parser.add_argument("--sdk-threads", type=int, default=4)
+    parser.add_argument("--sdk-processes", type=int, default=4)
+    parser.add_argument("--sdk-threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="runs per row; the median is kept")
     parser.add_argument("--no-doc", action="store_true", help="print only")
     args = parser.parse_args()
@@ -433,16 +433,17 @@ def main() -> int:
     sink.shutdown()
 
     notes = [
-        f"Each row is the median of {args.repeat} runs. "
-        "One emulator process (asyncio on uvloop, plus a webhook thread) shares the 2 cores with "
-        "the load generator, so the sends/s are lower bounds. *Emulator CPU ms/request* is the "
-        "emulator process's own CPU time divided by the requests it answered; the ceiling is "
-        "what one core spent only on the emulator would sustain. The official client opens a "
-        "TCP connection per request and costs about 1.5 ms of client CPU per call, so that row "
-        "measures the client, not the emulator. With webhooks on, a background thread planned "
-        f"{stats.get('events_planned', 0)} events and posted "
-        f"{stats.get('events_posted', 0)} in signed batches during the runs; that work shares "
-        "the emulator's CPU and GIL, hence the lower figure.",
+        f"Each row is the median of {args.repeat} runs on a machine shared with other work, so "
+        "the sends/s vary from run to run and are lower bounds. One emulator process (asyncio "
+        "on uvloop, plus webhook threads) shares the 2 cores with the load generator. "
+        "*Emulator CPU ms/request* is the emulator process's own CPU time divided by the "
+        "requests it answered; the ceiling is 1 / that, what one core given to the emulator "
+        "alone would sustain (webhook threads waiting on I/O can take it a little past that). "
+        "The official client opens a TCP connection per request and costs about 1.5 ms of "
+        "client CPU per call (measured single-threaded), so its row measures the client, not "
+        "the emulator. With webhooks on, a background thread planned "
+        f"{stats.get('events_planned', 0)} events and posted {stats.get('events_posted', 0)} "
+        "in signed batches during the runs, on the emulator's CPU and GIL.",
     ]
     command = "python bench/emulator_throughput.py " + " ".join(sys.argv[1:])
     text = section(rows, command.strip(), notes, load)

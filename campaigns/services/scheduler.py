@@ -14,6 +14,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -82,26 +83,30 @@ def scheduled_actions_create(*, actions: Iterable[NewAction]) -> int:
 
 def scheduled_actions_claim(*, limit: int = 2000, lease_seconds: int = 300) -> list[ClaimedAction]:
     """Claim up to ``limit`` due rows (one statement, its own transaction). Never blocks on
-    rows another sweeper holds: ``SKIP LOCKED`` makes concurrent sweepers split the work."""
+    rows another sweeper holds: ``SKIP LOCKED`` makes concurrent sweepers split the work.
+
+    The locked ids come back as an array the update looks up by primary key, so a claim costs
+    the rows it takes whatever the table size (joined to a CTE instead, the planner may hash
+    the whole table when it looks small).
+    """
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             """
-            WITH due AS (
-                SELECT id FROM campaigns_scheduledaction
-                WHERE status = 'pending' AND due_at <= now()
-                ORDER BY due_at
-                LIMIT %s
-                FOR UPDATE SKIP LOCKED
-            )
             UPDATE campaigns_scheduledaction AS a
             SET status = 'claimed',
                 lease_expires_at = now() + make_interval(secs => %s),
                 attempt = a.attempt + 1,
                 updated_at = now()
-            FROM due WHERE a.id = due.id
+            WHERE a.id = ANY(ARRAY(
+                SELECT id FROM campaigns_scheduledaction
+                WHERE status = 'pending' AND due_at <= now()
+                ORDER BY due_at
+                LIMIT %s
+                FOR UPDATE SKIP LOCKED
+            ))
             RETURNING a.id, a.kind, a.attempt
             """,
-            [limit, lease_seconds],
+            [lease_seconds, limit],
         )
         return [ClaimedAction(*row) for row in cursor.fetchall()]
 
@@ -142,22 +147,42 @@ def scheduled_actions_sweep(
 
     ``dispatch(kind, [[id, attempt], ...])`` publishes one hint per batch. It runs after the
     claim committed; if publishing fails the lease simply expires and the rows come back.
+    The hints of one claim go out on a helper thread while the next claim runs, so broker
+    round trips overlap database work. At most one claim's hints are in flight; a publish
+    error ends the sweep (rows whose hint did not go out come back when their lease expires,
+    as above), and the sweep returns only once every hint is out.
     """
     started = time.monotonic()
     total = 0
     scheduled_actions_reclaim_expired()
-    while True:
-        claimed = scheduled_actions_claim(limit=claim_limit, lease_seconds=lease_seconds)
-        by_kind: dict[str, list[list[int]]] = defaultdict(list)
-        for action in claimed:
-            by_kind[action.kind].append([action.id, action.attempt])
-        for kind, items in by_kind.items():
-            for start in range(0, len(items), batch_size):
-                dispatch(kind, items[start : start + batch_size])
-        total += len(claimed)
-        if len(claimed) < claim_limit or time.monotonic() - started > time_budget_seconds:
-            break
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweep-dispatch") as publisher:
+        publishing: Future | None = None
+        while True:
+            claimed = scheduled_actions_claim(limit=claim_limit, lease_seconds=lease_seconds)
+            by_kind: dict[str, list[list[int]]] = defaultdict(list)
+            for action in claimed:
+                by_kind[action.kind].append([action.id, action.attempt])
+            batches = [
+                (kind, items[start : start + batch_size])
+                for kind, items in by_kind.items()
+                for start in range(0, len(items), batch_size)
+            ]
+            if publishing is not None:
+                publishing.result()
+            publishing = publisher.submit(_batches_dispatch, dispatch, batches) if batches else None
+            total += len(claimed)
+            if len(claimed) < claim_limit or time.monotonic() - started > time_budget_seconds:
+                break
+        if publishing is not None:
+            publishing.result()
     return total
+
+
+def _batches_dispatch(
+    dispatch: Callable[[str, list[list[int]]], None], batches: list[tuple[str, list[list[int]]]]
+) -> None:
+    for kind, items in batches:
+        dispatch(kind, items)
 
 
 def scheduled_action_finish(*, action_id: int, attempt: int) -> bool:

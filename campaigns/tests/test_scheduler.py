@@ -113,6 +113,32 @@ def test_the_sweep_dispatches_batches_by_kind(tenant):
 
 
 @pytest.mark.django_db
+def test_a_failing_publish_ends_the_sweep_and_unpublished_rows_come_back_after_the_lease(
+    tenant,
+):
+    enrollments = _enrollments(tenant, 6)
+    _actions(enrollments, timezone.now() - datetime.timedelta(seconds=1))
+    published: list[list[int]] = []
+
+    def dispatch(kind, items):
+        if published:
+            raise ConnectionError("broker unreachable")
+        published.extend(items)
+
+    with pytest.raises(ConnectionError):
+        scheduler.scheduled_actions_sweep(dispatch=dispatch, batch_size=2, claim_limit=2)
+    assert len(published) == 2
+    # The sweep stopped: whatever it did not claim is still pending for the next one.
+    claimed = ScheduledAction.objects.filter(status="claimed")
+    assert ScheduledAction.objects.filter(status="pending").count() == 6 - claimed.count()
+    claimed.update(lease_expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    scheduler.scheduled_actions_reclaim_expired()
+    again: list[list[int]] = []
+    assert scheduler.scheduled_actions_sweep(dispatch=lambda k, items: again.extend(items)) == 6
+    assert {i for i, _ in again} == set(ScheduledAction.objects.values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
 def test_cancel_drops_pending_work_of_one_step_entry(tenant):
     enrollment = _enrollments(tenant, 1)[0]
     later = timezone.now() + datetime.timedelta(hours=1)

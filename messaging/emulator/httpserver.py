@@ -85,6 +85,7 @@ class HttpProtocol(asyncio.Protocol):
         self._busy = False  # a delayed answer is pending; later requests wait their turn
         self._closing = False
         self._discard = 0  # body bytes of a refused request still to swallow before closing
+        self._continued = False  # "100 Continue" already sent for the request being read
         self._peer = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -167,6 +168,8 @@ class HttpProtocol(asyncio.Protocol):
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
             length = int(headers.get("content-length", "0") or "0")
+            if length < 0:
+                raise ValueError("negative Content-Length")
         except ValueError:
             self._fail(400, "bad request")
             return None
@@ -197,7 +200,13 @@ class HttpProtocol(asyncio.Protocol):
                     self._transport.close()
                 return None
             if len(buffer) - start < length:
+                if not self._continued and headers.get("expect", "").lower() == "100-continue":
+                    # curl waits for this before sending bodies over 1 KB.
+                    self._continued = True
+                    if self._transport is not None:
+                        self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 return None
+            self._continued = False
             body = bytes(buffer[start : start + length])
             del buffer[: start + length]
         if version == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":

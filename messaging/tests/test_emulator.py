@@ -873,6 +873,24 @@ def test_keep_alive_pipelined_and_chunked_requests(sendgrid_emulator):
     assert len(sendgrid_emulator.messages(to="pipe@example.com")) == 3
 
 
+def test_expect_100_continue_is_answered_before_the_body(sendgrid_emulator):
+    port = int(sendgrid_emulator.host.rsplit(":", 1)[1])
+    body = json.dumps(mail("curl@example.com")).encode()
+    head = (
+        "POST /v3/mail/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+        f"Expect: 100-continue\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(head)
+        assert connection.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        connection.sendall(body)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 202 ")
+    assert len(sendgrid_emulator.messages(to="curl@example.com")) == 1
+
+
 def test_unknown_paths_and_methods(sendgrid_emulator):
     status, _, body = raw_post(
         sendgrid_emulator.host + "/v3/nope", b"{}", {"Authorization": "Bearer k"}

@@ -40,6 +40,9 @@ Decisions (documented here because the send path and the campaign engine rely on
 - A message still ``sending`` (crash after the provider call) that gets an event carrying
   our id is reconciled: its status moves forward, and ``sent_at``, ``provider_message_id``
   and ``smtp_id`` are filled from the events, so the send ledger never resends it.
+- Shadow mode (``Tenant.webhook_shadow_mode``): events are stored, messages' statuses move
+  and account alerts are raised (that is normalisation), but no suppression is added and
+  the campaign engine is not called.
 - ``Message.last_event_at`` is the time of the latest event that changed the message
   (status or ids). Repeats that change nothing do not rewrite the row; they are in the
   event table like every other event.

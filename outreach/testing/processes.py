@@ -32,12 +32,27 @@ def test_process_env(**extra: str) -> dict[str, str]:
 
 
 class CeleryWorkerProcess:
-    """``celery worker`` in its own process group, consuming private queues of this test."""
+    """``celery worker`` in its own process group, consuming private queues of this test.
 
-    def __init__(self, *, log_dir: Path, concurrency: int = 1, pool: str = "solo", **env: str):
+    ``private_queues=False`` consumes the production queue names instead, for tests that let
+    the product publish its own hints (the sweep's dispatch, webhook receipts). Hints earlier
+    tests left in those queues name rows that no longer exist; the worker skips them like
+    any repeated hint.
+    """
+
+    def __init__(
+        self,
+        *,
+        log_dir: Path,
+        concurrency: int = 1,
+        pool: str = "solo",
+        private_queues: bool = True,
+        **env: str,
+    ):
         self.suffix = uuid.uuid4().hex[:8]
         self.queues = {
-            name: f"{name}-{self.suffix}" for name in ("sending", "events", "maintenance")
+            name: f"{name}-{self.suffix}" if private_queues else name
+            for name in ("sending", "events", "maintenance")
         }
         self.log_path = log_dir / f"worker-{self.suffix}.log"
         self.concurrency = concurrency

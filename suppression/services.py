@@ -9,7 +9,7 @@ transaction: the webhook normaliser suppresses in the same transaction as the ev
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 
 from campaigns.validation.email import InvalidEmail, email_normalize
 from outreach.common.errors import ApplicationError, NotFound
@@ -17,6 +17,14 @@ from suppression.models import Suppression
 from suppression.unsubscribe import unsubscribe_url_build  # noqa: F401 (the send path's entry)
 
 MAX_EMAIL_LENGTH = 320
+
+# Nothing is sent to an address after its suppression commits: the send path holds the
+# address's send lock (shared, per database session) from its suppression check until
+# SendGrid answered, and a suppression takes it exclusively before it writes, so it waits for
+# sends already under way and every later send sees it. Addresses share 1,024 locks: a bulk
+# import of 10,000 addresses takes at most that many.
+_SEND_LOCK_NAMESPACE = 0x5355
+_SEND_LOCK_BUCKETS = 1024
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,15 @@ def suppression_bulk_add(
         return []
     emails = sorted(unique)
     scope = Suppression.Scope.GLOBAL if tenant_id is None else Suppression.Scope.TENANT
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT pg_advisory_xact_lock(%s, b.bucket)
+            FROM (SELECT DISTINCT hashtext(e) & %s AS bucket FROM unnest(%s::text[]) AS e
+                  ORDER BY bucket) AS b
+            """,
+            [_SEND_LOCK_NAMESPACE, _SEND_LOCK_BUCKETS - 1, emails],
+        )
         cursor.execute(
             """
             INSERT INTO suppression_suppression (tenant_id, scope, email, reason, source, note,
@@ -104,6 +120,26 @@ def suppression_add(
         source=source,
     )
     return bool(created)
+
+
+def suppression_send_lock(*, email: str) -> bool:
+    """Take ``email``'s send lock (shared, held by this database session) unless a suppression
+    of it is being written right now. Every True must be paired with
+    ``suppression_send_unlock`` once the provider call for it returned."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_try_advisory_lock_shared(%s, hashtext(%s) & %s)",
+            [_SEND_LOCK_NAMESPACE, email_normalise(email), _SEND_LOCK_BUCKETS - 1],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def suppression_send_unlock(*, email: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_unlock_shared(%s, hashtext(%s) & %s)",
+            [_SEND_LOCK_NAMESPACE, email_normalise(email), _SEND_LOCK_BUCKETS - 1],
+        )
 
 
 def suppression_remove(*, tenant_id: int, suppression_id: int) -> None:

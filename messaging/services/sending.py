@@ -6,6 +6,8 @@ For each claimed action, in order:
    fencing token): skip what is stopped, hold what is paused, respect the window in the lead's
    time, check suppression *now*, take capacity, render, and commit the ledger row as
    ``sending``. A ledger row that already exists for this step entry is never sent again.
+   The address's send lock is held from the suppression check until the provider answered:
+   a suppression waits for it, so no mail leaves after a suppression of its address commits.
 2. **Call the provider** outside any transaction (a batch's calls run on a few threads).
 3. **Record** the typed outcome (one transaction): accepted → arm the step's timeouts;
    transient → retry later with a new attempt row, unless the provider may have taken it, in
@@ -42,6 +44,7 @@ from messaging.services import ratelimit
 from messaging.services.events import MESSAGE_STATUS_RANK
 from outreach.tenancy.models import Tenant
 from suppression.selectors import suppression_check
+from suppression.services import suppression_send_lock, suppression_send_unlock
 from suppression.unsubscribe import unsubscribe_url_build
 
 logger = logging.getLogger(__name__)
@@ -87,12 +90,25 @@ def message_send_batch(*, items: list[list[int]]) -> SendBatchReport:
     """
     report = SendBatchReport()
     ready: list[_Ready] = []
-    for action_id, attempt in items:
-        prepared = _prepare(action_id, attempt, report)
-        if prepared is not None:
-            ready.append(prepared)
-    if not ready:
-        return report
+    results: list = []
+    locked: list[str] = []  # addresses whose send lock this database session holds
+    try:
+        for action_id, attempt in items:
+            prepared = _prepare(action_id, attempt, report, locked)
+            if prepared is not None:
+                ready.append(prepared)
+        if ready:
+            results = _provider_calls(ready)
+    finally:
+        # Released before recording: a suppression waiting for these sends may commit now.
+        for email in locked:
+            suppression_send_unlock(email=email)
+    for prepared, result in zip(ready, results, strict=True):
+        _record(prepared, result, report)
+    return report
+
+
+def _provider_calls(ready: list[_Ready]) -> list:
     # Look up each tenant's key once, here: worker threads must not each open a database
     # connection to decrypt it.
     credentials: dict[int, ProviderCredentials | None] = {}
@@ -123,13 +139,9 @@ def message_send_batch(*, items: list[list[int]]) -> SendBatchReport:
 
     threads = max(1, min(settings.SEND_THREADS, len(ready)))
     if threads == 1:
-        results = [send(prepared) for prepared in ready]
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            results = list(pool.map(send, ready))
-    for prepared, result in zip(ready, results, strict=True):
-        _record(prepared, result, report)
-    return report
+        return [send(prepared) for prepared in ready]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(send, ready))
 
 
 def _hold(
@@ -141,7 +153,9 @@ def _hold(
     report.rescheduled += 1
 
 
-def _prepare(action_id: int, attempt: int, report: SendBatchReport) -> _Ready | None:
+def _prepare(
+    action_id: int, attempt: int, report: SendBatchReport, locked: list[str]
+) -> _Ready | None:
     with transaction.atomic():
         action = scheduled_action_held(action_id=action_id, attempt=attempt)
         if action is None:
@@ -175,6 +189,7 @@ def _prepare(action_id: int, attempt: int, report: SendBatchReport) -> _Ready | 
             next_attempt = decision
 
         recheck = now + datetime.timedelta(seconds=settings.SEND_PAUSED_RECHECK_SECONDS)
+        recheck_soon = now + datetime.timedelta(seconds=5)
         tenant: Tenant = enrollment.tenant
         campaign: Campaign = enrollment.campaign
         identity = enrollment.sender_identity
@@ -211,6 +226,18 @@ def _prepare(action_id: int, attempt: int, report: SendBatchReport) -> _Ready | 
             return None
 
         lead = enrollment.lead
+        # Held until the provider call returned, so a suppression of this address commits
+        # either before this check (and is seen) or after the mail went out.
+        if not suppression_send_lock(email=lead.email):
+            _hold(
+                action_id,
+                attempt,
+                recheck_soon,
+                "a suppression of the address is being written",
+                report,
+            )
+            return None
+        locked.append(lead.email)
         if suppression_check(tenant_id=enrollment.tenant_id, emails=[lead.email]):
             engine.enrollment_stop(
                 enrollment=enrollment, trigger="suppressed", reason="address is suppressed", now=now

@@ -97,9 +97,11 @@ def _advance(action: ScheduledAction, enrollment: Enrollment, now: datetime.date
 def _timeout(action: ScheduledAction, enrollment: Enrollment, now: datetime.datetime) -> bool:
     """Fire ``no_open``/``no_click``/``no_reply`` only if the awaited event has not happened.
 
-    A real event that arrived first already moved the enrollment (its transition owns this
-    step entry, so this one is refused); one that is stored but had no branch of its own
-    sends the lead down the step's ``next`` instead.
+    A real event that arrived first normally moved the enrollment already (its transition
+    owns this step entry, so this one is refused). An awaited event that is stored but did
+    not move it cancels the timeout: it follows the event's own branch when the step has
+    one, and otherwise fires nothing, so the step waits for its other triggers and timeouts
+    (an open on a step that only branches on replies must not end the journey).
     """
     trigger = action.payload.get("trigger", "")
     message_id = action.payload.get("message_id")
@@ -114,12 +116,15 @@ def _timeout(action: ScheduledAction, enrollment: Enrollment, now: datetime.date
         event_type=awaited,
         human_only=human_only,
     ):
+        branch = engine.step_edge(step, awaited)
+        if branch is None:
+            return False
         return engine.enrollment_transition(
             enrollment=enrollment,
             from_seq=action.step_seq,
             trigger=awaited,
-            to_step=step.get("next"),
-            cause=f"{awaited} happened before {trigger} fired; the step has no {awaited} branch",
+            to_step=branch.target,
+            cause=f"{awaited} happened before {trigger} fired",
             now=now,
             message_id=message_id,
         )

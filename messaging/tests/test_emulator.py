@@ -758,6 +758,7 @@ def test_plus_reply_posts_a_raw_mime_reply_threaded_on_our_message_id(
     assert form["SPF"] == "pass"
     assert form["dkim"] == "{@example.com : pass}"
     assert json.loads(form["charsets"])["subject"] == "UTF-8"
+    sendgrid_emulator.wait_idle()  # events and the reply are posted concurrently
     events = _verified_events(sendgrid_emulator, webhook_sink.matching("/events/"))
     assert {e["event"] for e in events} == {"processed", "delivered"}
 

@@ -8,13 +8,14 @@ hints reach it.
 """
 
 import datetime
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns import tasks
@@ -22,7 +23,7 @@ from campaigns.models import Campaign, Enrollment, Lead, ScheduledAction
 from campaigns.services import actions, scheduler
 from campaigns.services.enrollment import enrollments_create
 from messaging.emulator.process import EmulatorProcess
-from messaging.models import SenderIdentity
+from messaging.models import Message, SenderIdentity
 from messaging.services import sending
 from outreach.tenancy.models import Tenant
 from outreach.testing import processes
@@ -306,3 +307,32 @@ def zone_at_local_hour(hour: int) -> str:
     """A fixed-offset zone in which it is now ``hour`` o'clock (tests run at any time)."""
     offset = (hour - timezone.now().hour + 11) % 24 - 11  # -11 … +12 hours from UTC
     return f"Etc/GMT{-offset:+d}"  # POSIX sign: Etc/GMT-3 is UTC+3
+
+
+def emulator_events_for(
+    sink: Any, message: Message, types: set[str], timeout: float = 10.0
+) -> list[dict]:
+    """The Event Webhook events the emulator posted to ``sink`` for ``message`` (found by the
+    id SendGrid echoes from our ``custom_args``), once all of ``types`` have arrived."""
+
+    def arrived() -> list[dict] | None:
+        events = [
+            event
+            for request in sink.requests
+            for event in json.loads(request.body)
+            if event.get("outreach_message_id") == str(message.public_id)
+        ]
+        return events if {e["event"] for e in events} >= types else None
+
+    return wait_until(arrived, timeout=timeout, what=f"{sorted(types)} events of {message}")
+
+
+def events_store(tenant: Tenant, events: list[dict]) -> list[int]:
+    """Store webhook events the way the normaliser does (the engine reacts in the same
+    transaction); returns the ids of the events that were new."""
+    from messaging.services.events import message_events_store
+
+    with transaction.atomic():
+        return message_events_store(
+            tenant_id=tenant.pk, raw_events=events, received_at=timezone.now(), shadow_mode=False
+        ).new_event_ids

@@ -620,7 +620,11 @@ def test_events_wait_for_their_delay_unless_flushed(sendgrid_emulator, webhook_s
     sendgrid_emulator.register_tenant(TENANT, events_url=webhook_sink.url + "/events/")
     sendgrid_emulator.configure(delay_min=300, delay_max=600)
     client(sendgrid_emulator).send(mail("ann+open@example.com"))
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while sendgrid_emulator.stats().get("events_planned", 0) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.2)  # several dispatch rounds: none of them may post these events yet
     assert sendgrid_emulator.stats()["pending"] == 3
     assert webhook_sink.requests == []
 

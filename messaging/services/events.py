@@ -134,7 +134,7 @@ _ADVISORY_NAMESPACE = 0x5342  # pg_advisory_xact_lock(namespace, hash) for soft-
 
 
 @contextmanager
-def _bulk_cursor() -> Iterator[psycopg.Cursor]:
+def server_cursor() -> Iterator[psycopg.Cursor]:
     """A cursor on Django's connection (same transaction) with server-side binding.
 
     Django binds parameters client-side, quoting every element of a large array in Python:
@@ -501,7 +501,7 @@ def message_events_store(
     if not first_by_key:
         return EventsStored(len(raw_events), [], 0)
 
-    with _bulk_cursor() as cursor:
+    with server_cursor() as cursor:
         new_keys = _keys_claim(cursor, tenant_id, list(first_by_key))
         if not new_keys:
             return EventsStored(len(raw_events), [], 0)

@@ -17,7 +17,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging.models import WebhookReceipt
-from messaging.services.events import EventsStored, message_events_store
+from messaging.services.events import EventsStored, message_events_store, server_cursor
+from messaging.webhooks.sendgrid_events import jsonb_text
 from outreach.tenancy.models import TenantAlert
 
 logger = logging.getLogger(__name__)
@@ -36,16 +37,23 @@ def webhook_receipt_create(
     Normalisation of an Event Webhook receipt is only hinted (``transaction.on_commit``): the
     row is the durable record, and the sweeper re-processes any receipt whose hint was lost.
     """
-    receipt = WebhookReceipt.objects.create(
-        tenant_id=tenant_id,
-        kind=kind,
-        body=body,
-        headers=headers,
-        content_type=content_type[:200],
-    )
+    # Server-side binding sends the body as raw bytes; Django's client-side binding would
+    # hex-escape ~0.5 MB into the SQL text for Postgres to decode again.
+    with server_cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO messaging_webhookreceipt
+                (tenant_id, kind, body, headers, content_type, received_at, attempts,
+                 event_count, last_error)
+            VALUES (%s, %s, %b, %s::jsonb, %s, now(), 0, 0, '')
+            RETURNING id
+            """,
+            [tenant_id, kind, body, jsonb_text(headers), content_type[:200]],
+        )
+        receipt_id = cursor.fetchone()[0]
     if kind == WebhookReceipt.Kind.EVENTS:
-        transaction.on_commit(lambda: _normalise_hint(receipt.pk))
-    return receipt.pk
+        transaction.on_commit(lambda: _normalise_hint(receipt_id))
+    return receipt_id
 
 
 def _normalise_hint(receipt_id: int) -> None:
@@ -111,7 +119,7 @@ def webhook_receipt_normalise(*, receipt_id: int) -> EventsStored | None:
         return None
     try:
         with transaction.atomic(durable=True):
-            with connection.cursor() as cursor:
+            with server_cursor() as cursor:
                 # Safe without waiting for the WAL flush: the raw receipt is already durable,
                 # so a commit lost in a crash leaves it unprocessed (keys and all) and the
                 # sweeper redoes it. Any later synchronous commit flushes this one too.
@@ -125,6 +133,7 @@ def webhook_receipt_normalise(*, receipt_id: int) -> EventsStored | None:
                     FOR UPDATE OF r SKIP LOCKED
                     """,
                     [receipt_id, WebhookReceipt.Kind.EVENTS],
+                    binary=True,  # the body comes back as bytes, not as hex text
                 )
                 row = cursor.fetchone()
             if row is None:

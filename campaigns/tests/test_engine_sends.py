@@ -20,6 +20,7 @@ from django.utils import timezone
 from campaigns import tasks
 from campaigns.models import Enrollment, EnrollmentTransition, ScheduledAction
 from campaigns.services import engine, scheduler
+from campaigns.services.campaigns import campaign_status_set
 from campaigns.tests.engine_support import (
     PLAN_ONE_EMAIL,
     WORKER_ENV,
@@ -37,7 +38,7 @@ from campaigns.tests.engine_support import (
     worker_idle,
     zone_at_local_hour,
 )
-from messaging.models import Message, WebhookReceipt
+from messaging.models import Message, SenderIdentity, WebhookReceipt
 from messaging.services import ratelimit
 from messaging.services.tenant_secrets import tenant_sendgrid_key_set
 from outreach.testing import processes
@@ -368,6 +369,34 @@ def test_an_address_suppressed_after_enrollment_receives_nothing(tenant, engine_
     assert not _messages([stopped])
     assert EnrollmentTransition.objects.get(enrollment=stopped).trigger == "suppressed"
     assert not ScheduledAction.objects.filter(enrollment=stopped).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("paused", ["campaign", "identity"])
+def test_a_send_due_while_paused_waits_and_goes_out_once_resumed(tenant, engine_settings, paused):
+    emulator = engine_settings
+    campaign, (enrollment,) = campaign_enrolled(
+        tenant, plan=PLAN_ONE_EMAIL, emails=["patient@prospect.example.com"]
+    )
+    if paused == "campaign":
+        campaign_status_set(tenant_id=tenant.pk, campaign_id=campaign.pk, action="pause")
+    else:
+        SenderIdentity.objects.filter(pk=campaign.sender_identity_id).update(paused=True)
+    actions_make_due()
+    sweep_inline()
+
+    assert emulator.messages() == []
+    (action,) = pending_actions(enrollment)
+    assert (
+        action.last_error == f"{'campaign' if paused == 'campaign' else 'sender identity'} paused"
+    )
+    if paused == "campaign":
+        campaign_status_set(tenant_id=tenant.pk, campaign_id=campaign.pk, action="resume")
+    else:
+        SenderIdentity.objects.filter(pk=campaign.sender_identity_id).update(paused=False)
+    actions_make_due()
+    sweep_inline()
+    assert received_per_recipient(emulator) == {"patient@prospect.example.com": 1}
 
 
 # --- 3. caps and windows ---------------------------------------------------------------------

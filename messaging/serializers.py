@@ -4,6 +4,7 @@
 from rest_framework import serializers
 
 from messaging.models import SenderIdentity
+from messaging.services.identities import IDENTITY_INPUT_FIELDS
 from outreach.common.serializers import (
     StrictBooleanField,
     StrictCharField,
@@ -58,28 +59,5 @@ class SenderIdentityInputSerializer(StrictSerializer):
 class SenderIdentitySerializer(serializers.ModelSerializer):
     class Meta:
         model = SenderIdentity
-        fields = [
-            "id",
-            "from_name",
-            "from_email",
-            "reply_to",
-            "signature",
-            "owner_name",
-            "owner_email",
-            "daily_cap",
-            "hourly_cap",
-            "warmup_enabled",
-            "warmup_start_volume",
-            "warmup_daily_increase",
-            "warmup_ceiling",
-            "warmup_started_on",
-            "window_days",
-            "window_start",
-            "window_end",
-            "timezone",
-            "paused",
-            "domain_status",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *IDENTITY_INPUT_FIELDS, "domain_status", "created_at", "updated_at"]
         read_only_fields = fields

@@ -58,6 +58,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--latency-posts", type=int, default=20, help="extra batches POSTed one at a time"
     )
+    parser.add_argument(
+        "--profile-batches", type=int, default=5, help="batches profiled in-process (phase E)"
+    )
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--celery-concurrency", type=int, default=2, help="normalise processes")
     parser.add_argument("--port", type=int, default=18310, help="gunicorn port (loopback)")
@@ -531,6 +534,12 @@ def main() -> int:
             wait_drained(ARGS.timeout)
             wall = time.perf_counter() - started
         results["D"] = {"events": total, "seconds": wall, "lat": latencies, "cpu": cpu.used}
+
+        # E. where the time goes: a few new batches normalised in this process, with the
+        # Postgres CPU of each statement and our own CPU.
+        procs.worker_pause()
+        post_all(tenant, private, batches(pool, ARGS.profile_batches, size))
+        results["E"] = profile_normalisation()
     finally:
         procs.stop()
         queue_purge()
@@ -545,6 +554,54 @@ def main() -> int:
 
 def _cpu_ms(result: dict) -> float:
     return sum(result["cpu"].values()) / result["events"] * 1000 * 1000  # CPU µs per event
+
+
+def profile_normalisation() -> dict:
+    import resource
+    from collections import defaultdict
+
+    import psycopg
+
+    from messaging.services.receipts import webhook_receipt_normalise
+
+    connection.ensure_connection()
+    backend = connection.connection.info.backend_pid
+    per_statement: dict[str, float] = defaultdict(float)
+    original = psycopg.Cursor.execute
+
+    def timed(cursor, query, params=None, **kwargs):
+        before = _cpu([backend]).get(backend, 0.0)
+        try:
+            return original(cursor, query, params, **kwargs)
+        finally:
+            text = query if isinstance(query, str) else str(query)
+            key = " ".join(text.split())[:48]
+            per_statement[key] += _cpu([backend]).get(backend, 0.0) - before
+
+    def own() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    receipt_ids = list(
+        WebhookReceipt.objects.filter(processed_at__isnull=True).values_list("id", flat=True)
+    )
+    psycopg.Cursor.execute = timed
+    try:
+        pg_before, own_before = _cpu([backend]).get(backend, 0.0), own()
+        for receipt_id in receipt_ids:
+            webhook_receipt_normalise(receipt_id=receipt_id)
+        pg_total = _cpu([backend]).get(backend, 0.0) - pg_before
+        own_total = own() - own_before
+    finally:
+        psycopg.Cursor.execute = original
+    n = len(receipt_ids) or 1
+    top = sorted(per_statement.items(), key=lambda item: -item[1])[:6]
+    return {
+        "batches": len(receipt_ids),
+        "postgres_ms": pg_total / n * 1000,
+        "python_ms": own_total / n * 1000,
+        "statements": [(key, cpu / n * 1000) for key, cpu in top],
+    }
 
 
 def report_lines(results: dict[str, dict]) -> list[str]:
@@ -569,6 +626,10 @@ def report_lines(results: dict[str, dict]) -> list[str]:
         f"p50 {percentile(d['lat'], 0.5) * 1000:.1f} ms, p99 {percentile(d['lat'], 0.99) * 1000:.1f}"
         f" ms; CPU {_cpu_ms(d):.0f} µs/event ({split(d)}) -> {cores / _cpu_ms(d) * 1e6:,.0f} "
         f"events/s if the {cores} cores were ours alone",
+        f"E per batch of {ARGS.batch_size} (in-process, {results['E']['batches']} batches): "
+        f"Python {results['E']['python_ms']:.0f} ms CPU, Postgres {results['E']['postgres_ms']:.0f}"
+        " ms CPU, of which: "
+        + "; ".join(f"{key}… {ms:.1f} ms" for key, ms in results["E"]["statements"]),
     ]
 
 
@@ -585,7 +646,7 @@ def machine() -> str:
 
 
 def section(results: dict[str, dict], mb: float) -> str:
-    a, b, c, d = (results[k] for k in "ABCD")
+    a, b, c, d, e = (results[k] for k in "ABCDE")
     cores = os.cpu_count() or 1
     command = "python bench/webhook_ingest.py " + " ".join(sys.argv[1:])
 
@@ -637,6 +698,29 @@ def section(results: dict[str, dict], mb: float) -> str:
                 f"workers running; ~{cores / _cpu_ms(d) * 1e6:,.0f} events/s if the "
                 f"{cores} cores were ours alone",
             ),
+            "",
+            f"Where the time goes (E: {e['batches']} more batches normalised in the bench process, "
+            f"CPU per {ARGS.batch_size}-event batch): Python {e['python_ms']:.0f} ms (JSON parse, "
+            f"normalisation, the campaign hook's Python), Postgres {e['postgres_ms']:.0f} ms, "
+            "of which " + "; ".join(f"`{key}…` {ms:.1f} ms" for key, ms in e["statements"]) + ".",
+            "",
+            f"Goal: at least 20,000 events/s end to end on this 2-core machine: "
+            f"{'met' if d['events'] / d['seconds'] >= 20_000 else 'not met'} "
+            f"({d['events'] / d['seconds']:,.0f} events/s measured while other work shared "
+            f"the CPUs; about {cores / _cpu_ms(d) * 1e6:,.0f} by the CPU our processes used). "
+            "Re-delivery goal (at most half the first cost, nothing inserted): "
+            f"{'met' if _cpu_ms(c) <= _cpu_ms(b) / 2 and c['inserted'] == 0 else 'not met'}. "
+            "Most of the cost is the Postgres work the schema asks of every new event: two "
+            "inserts (the dedup ledger, and the partitioned event table with three indexes "
+            "and the raw JSON, about 1 KB of WAL), and for roughly half the events a "
+            "rewrite of the message row, a non-HOT update on a table with 14 indexes (the "
+            "status is in a partial index predicate). Repeats that change nothing skip the "
+            "row. Levers outside the normaliser: fewer indexes on `messaging_message` (the "
+            "single-column `tenant_id` index is covered by the two `(tenant_id, ...)` ones; "
+            "`reply_token` has both a unique and a pattern index), a lower fillfactor so "
+            "id-only updates stay HOT, a trimmed `raw` (the receipt keeps the full body), and "
+            "cores: receipts are normalised in parallel, with row locks per message and no "
+            "global lock.",
             "",
             "Wall times are from the first POST (A, D) or from resuming the paused workers "
             "(B, C) to the last receipt marked processed. CPU is what our processes used "

@@ -52,9 +52,16 @@ class _Candidate:
     enrollment_id: int
 
 
-def _candidates(tenant_id: int, event_ids: list[int]) -> list[_Candidate]:
+def _candidates(
+    tenant_id: int,
+    event_ids: list[int],
+    occurred_range: tuple[datetime.datetime, datetime.datetime] | None,
+) -> list[_Candidate]:
     rows = message_events_for_transitions(
-        tenant_id=tenant_id, event_ids=event_ids, event_types=list(EVENT_TRIGGERS)
+        tenant_id=tenant_id,
+        event_ids=event_ids,
+        event_types=list(EVENT_TRIGGERS),
+        occurred_range=occurred_range,
     )
     return [_Candidate(*row) for row in rows]
 
@@ -68,7 +75,12 @@ def _trigger_for(candidate: _Candidate, step: dict) -> str | None:
     return trigger
 
 
-def enrollment_events_apply(*, tenant_id: int, event_ids: list[int]) -> int:
+def enrollment_events_apply(
+    *,
+    tenant_id: int,
+    event_ids: list[int],
+    occurred_range: tuple[datetime.datetime, datetime.datetime] | None = None,
+) -> int:
     """Advance enrollments for freshly stored events; returns how many enrollments moved.
 
     Idempotent: a re-delivered event finds its step entry already left (the transition row
@@ -80,7 +92,7 @@ def enrollment_events_apply(*, tenant_id: int, event_ids: list[int]) -> int:
     moved = 0
     now = timezone.now()
     by_enrollment: dict[int, list[_Candidate]] = {}
-    for candidate in _candidates(tenant_id, event_ids):
+    for candidate in _candidates(tenant_id, event_ids, occurred_range):
         by_enrollment.setdefault(candidate.enrollment_id, []).append(candidate)
     if not by_enrollment:
         return 0

@@ -7,12 +7,23 @@ import json
 from django.db import connection
 from django.utils import timezone
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_FAR_FUTURE = datetime.datetime(9999, 1, 1, tzinfo=datetime.UTC)
+
 
 def message_events_for_transitions(
-    *, tenant_id: int, event_ids: list[int], event_types: list[str]
+    *,
+    tenant_id: int,
+    event_ids: list[int],
+    event_types: list[str],
+    occurred_range: tuple[datetime.datetime, datetime.datetime] | None = None,
 ) -> list[tuple]:
     """Rows ``(event_id, event_type, occurred_at, machine_open, bot_click, message_id,
-    message_step_seq, enrollment_id)`` for events on campaign messages, oldest first."""
+    message_step_seq, enrollment_id)`` for events on campaign messages, oldest first.
+
+    ``occurred_range`` (the first and last ``occurred_at`` of these events) lets Postgres
+    read only the monthly partitions that can hold them instead of probing every one."""
+    low, high = occurred_range or (_EPOCH, _FAR_FUTURE)
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -22,9 +33,10 @@ def message_events_for_transitions(
             JOIN messaging_message m ON m.id = e.message_id AND m.tenant_id = e.tenant_id
             WHERE e.tenant_id = %s AND e.id = ANY(%s) AND m.enrollment_id IS NOT NULL
               AND e.event_type = ANY(%s)
+              AND e.occurred_at >= %s AND e.occurred_at <= %s
             ORDER BY e.occurred_at, e.id
             """,
-            [tenant_id, event_ids, event_types],
+            [tenant_id, event_ids, event_types, low, high],
         )
         return cursor.fetchall()
 

@@ -522,5 +522,11 @@ def message_events_store(
         # Imported here: the campaign engine imports messaging, not the other way round.
         from campaigns.services import transitions
 
-        transitions.enrollment_events_apply(tenant_id=tenant_id, event_ids=event_ids)
+        if event_ids:
+            occurred = [event.occurred_at for event in events]
+            transitions.enrollment_events_apply(
+                tenant_id=tenant_id,
+                event_ids=event_ids,
+                occurred_range=(min(occurred), max(occurred)),
+            )
     return EventsStored(len(raw_events), event_ids, suppressed)

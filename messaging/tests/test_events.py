@@ -31,9 +31,9 @@ def hook_calls(monkeypatch):
     calls: list[dict] = []
     real = transitions.enrollment_events_apply
 
-    def record(*, tenant_id, event_ids):
+    def record(*, tenant_id, event_ids, occurred_range=None):
         calls.append({"tenant_id": tenant_id, "event_ids": list(event_ids)})
-        return real(tenant_id=tenant_id, event_ids=event_ids)
+        return real(tenant_id=tenant_id, event_ids=event_ids, occurred_range=occurred_range)
 
     monkeypatch.setattr(transitions, "enrollment_events_apply", record)
     return calls

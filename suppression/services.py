@@ -142,6 +142,36 @@ def suppression_send_unlock(*, email: str) -> None:
         )
 
 
+def suppression_send_lock_many(*, emails: list[str]) -> set[str]:
+    """``suppression_send_lock`` for a batch in one query; returns the addresses (as given)
+    whose lock was taken. Each must be released with ``suppression_send_unlock_many``."""
+    if not emails:
+        return set()
+    normalised = [email_normalise(email) for email in emails]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT pg_try_advisory_lock_shared(%s, hashtext(e.email) & %s)
+            FROM unnest(%s::text[]) WITH ORDINALITY AS e(email, n)
+            ORDER BY e.n
+            """,
+            [_SEND_LOCK_NAMESPACE, _SEND_LOCK_BUCKETS - 1, normalised],
+        )
+        taken = [row[0] for row in cursor.fetchall()]
+    return {email for email, ok in zip(emails, taken, strict=True) if ok}
+
+
+def suppression_send_unlock_many(*, emails: list[str]) -> None:
+    """Release send locks taken by this session, one release per entry of ``emails``."""
+    if not emails:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_unlock_shared(%s, hashtext(e) & %s) FROM unnest(%s::text[]) AS e",
+            [_SEND_LOCK_NAMESPACE, _SEND_LOCK_BUCKETS - 1, [email_normalise(e) for e in emails]],
+        )
+
+
 def suppression_remove(*, tenant_id: int, suppression_id: int) -> None:
     """Lift a tenant-scope suppression. Global entries are read-only through a tenant."""
     entry = Suppression.objects.filter(pk=suppression_id).applicable_to(tenant_id).first()

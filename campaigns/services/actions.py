@@ -27,6 +27,30 @@ def scheduled_action_held(*, action_id: int, attempt: int) -> ScheduledAction | 
     )
 
 
+def scheduled_actions_held(*, items: list[list[int]]) -> dict[int, ScheduledAction]:
+    """``scheduled_action_held`` for a batch (``[[action_id, attempt], ...]``), by id: one
+    query, rows locked in id order so two workers holding overlapping batches (a hint
+    delivered twice) never deadlock. Actions a newer attempt owns are left out, unlocked."""
+    if not items:
+        return {}
+    rows = ScheduledAction.objects.raw(
+        """
+        SELECT a.* FROM campaigns_scheduledaction AS a
+        JOIN unnest(%s::bigint[], %s::int[]) AS u(id, attempt)
+            ON a.id = u.id AND a.attempt = u.attempt
+        WHERE a.status = %s
+        ORDER BY a.id
+        FOR UPDATE OF a
+        """,
+        [
+            [action_id for action_id, _ in items],
+            [attempt for _, attempt in items],
+            ScheduledAction.Status.CLAIMED,
+        ],
+    )
+    return {action.pk: action for action in rows}
+
+
 def enrollment_wait_until(
     enrollment: Enrollment, now: datetime.datetime
 ) -> datetime.datetime | None:

@@ -313,6 +313,18 @@ def enrollment_locked(*, enrollment_id: int) -> Enrollment | None:
     )
 
 
+def enrollments_locked(*, enrollment_ids: list[int]) -> dict[int, Enrollment]:
+    """``enrollment_locked`` for many, by id: one query, rows locked in id order so two
+    callers sharing enrollments never deadlock."""
+    rows = (
+        Enrollment.objects.select_for_update(of=("self",))
+        .select_related("plan_version", "lead", "sender_identity", "campaign", "tenant")
+        .filter(pk__in=sorted(set(enrollment_ids)))
+        .order_by("pk")
+    )
+    return {enrollment.pk: enrollment for enrollment in rows}
+
+
 def variant_pick(*, step: dict, key: str) -> dict:
     """Deterministic weighted A/B choice: the same enrollment and step always get one variant."""
     variants = step.get("variants") or []
@@ -335,6 +347,7 @@ __all__ = [
     "enrollment_locked",
     "enrollment_stop",
     "enrollment_transition",
+    "enrollments_locked",
     "step_edge",
     "step_edges",
     "step_get",

@@ -2,8 +2,8 @@
 
 For each claimed action, in order:
 
-1. **Prepare** (one transaction, enrollment row locked, action re-read with its attempt as a
-   fencing token): skip what is stopped, hold what is paused, respect the window in the lead's
+1. **Prepare** (one transaction for the batch, its enrollment rows locked, each action re-read
+   with its attempt as a fencing token): skip what is stopped, hold what is paused, respect the window in the lead's
    time, check suppression *now*, take capacity, render, and commit the ledger row as
    ``sending``. A ledger row that already exists for this step entry is never sent again.
    The address's send lock is held from the suppression check until the provider answered:
@@ -25,9 +25,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns import plans
-from campaigns.models import Campaign, Enrollment
+from campaigns.models import Campaign, Enrollment, ScheduledAction
 from campaigns.services import engine, scheduler, timing
-from campaigns.services.actions import enrollment_wait_until, scheduled_action_held
+from campaigns.services.actions import enrollment_wait_until, scheduled_actions_held
 from messaging.models import Message
 from messaging.providers import (
     Accepted,
@@ -44,7 +44,11 @@ from messaging.services import ratelimit
 from messaging.services.events import MESSAGE_STATUS_RANK
 from outreach.tenancy.models import Tenant
 from suppression.selectors import suppression_check
-from suppression.services import suppression_send_lock, suppression_send_unlock
+from suppression.services import (
+    email_normalise,
+    suppression_send_lock_many,
+    suppression_send_unlock_many,
+)
 from suppression.unsubscribe import unsubscribe_url_build
 
 logger = logging.getLogger(__name__)
@@ -93,16 +97,12 @@ def message_send_batch(*, items: list[list[int]]) -> SendBatchReport:
     results: list = []
     locked: list[str] = []  # addresses whose send lock this database session holds
     try:
-        for action_id, attempt in items:
-            prepared = _prepare(action_id, attempt, report, locked)
-            if prepared is not None:
-                ready.append(prepared)
+        ready = _prepare_batch(items, report, locked)
         if ready:
             results = _provider_calls(ready)
     finally:
         # Released before recording: a suppression waiting for these sends may commit now.
-        for email in locked:
-            suppression_send_unlock(email=email)
+        suppression_send_unlock_many(emails=locked)
     for prepared, result in zip(ready, results, strict=True):
         _record(prepared, result, report)
     return report
@@ -153,132 +153,207 @@ def _hold(
     report.rescheduled += 1
 
 
-def _prepare(
-    action_id: int, attempt: int, report: SendBatchReport, locked: list[str]
-) -> _Ready | None:
-    with transaction.atomic():
-        action = scheduled_action_held(action_id=action_id, attempt=attempt)
+def _prepare_batch(
+    items: list[list[int]], report: SendBatchReport, locked: list[str]
+) -> list[_Ready]:
+    """Prepare a whole batch in one transaction: the actions and the enrollments locked with
+    one query each (in id order, so batches sharing rows never deadlock), the previous ledger
+    rows, the send locks and the suppressions with one query each, the new ledger rows
+    inserted together. The decisions are those of one action at a time (``_prepare_one``).
+
+    If anything raises, the transaction is rolled back and the batch is prepared again one
+    action per transaction, as before batching, so one failing action costs the others what
+    it cost them then. Capacity taken in the rolled-back try is not charged twice (grants are
+    idempotent by id); the send locks it took are in ``locked`` and released with the rest.
+    """
+    attempt_report = SendBatchReport()
+    try:
+        with transaction.atomic():
+            ready = _prepare_many(items, attempt_report, locked)
+    except Exception:
+        logger.warning("message.prepare_batch_failed", exc_info=True, extra={"actions": len(items)})
+        ready = []
+        for item in items:
+            with transaction.atomic():
+                ready.extend(_prepare_many([item], report, locked))
+        return ready
+    report.skipped += attempt_report.skipped
+    report.rescheduled += attempt_report.rescheduled
+    report.failed += attempt_report.failed
+    return ready
+
+
+def _prepare_many(
+    items: list[list[int]], report: SendBatchReport, locked: list[str]
+) -> list[_Ready]:
+    held = scheduled_actions_held(items=items)
+    wanted = dict.fromkeys(action_id for action_id, _ in items)
+    report.skipped += len(wanted) - len(held)
+    if not held:
+        return []
+    enrollments = engine.enrollments_locked(
+        enrollment_ids=[action.enrollment_id for action in held.values()]
+    )
+    previous: dict[tuple[int, int], Message] = {}
+    for message in Message.objects.filter(enrollment_id__in=list(enrollments)).order_by("attempt"):
+        previous[(message.enrollment_id, message.step_seq)] = message  # the last attempt wins
+    # The send locks are taken before suppressions are read (see suppression_send_lock).
+    lockable = suppression_send_lock_many(
+        emails=sorted({enrollment.lead.email for enrollment in enrollments.values()})
+    )
+    locked.extend(lockable)
+    emails: dict[int, list[str]] = {}
+    for enrollment in enrollments.values():
+        emails.setdefault(enrollment.tenant_id, []).append(enrollment.lead.email)
+    suppressed = {
+        tenant_id: suppression_check(tenant_id=tenant_id, emails=tenant_emails)
+        for tenant_id, tenant_emails in emails.items()
+    }
+    now = timezone.now()
+    ready = []
+    for action_id in wanted:
+        action = held.get(action_id)
         if action is None:
-            report.skipped += 1
-            return None
-        enrollment = engine.enrollment_locked(enrollment_id=action.enrollment_id)
-        now = timezone.now()
-        if (
-            enrollment is None
-            or enrollment.step_seq != action.step_seq
-            or enrollment.state not in (Enrollment.State.ACTIVE, Enrollment.State.PAUSED)
-        ):
-            scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
-            report.skipped += 1
-            return None
-        wake = enrollment_wait_until(enrollment, now)
-        if wake is not None:
-            _hold(action_id, attempt, wake, "enrollment paused", report)
-            return None
-
-        previous = (
-            Message.objects.filter(enrollment_id=enrollment.pk, step_seq=action.step_seq)
-            .order_by("-attempt")
-            .first()
+            continue
+        enrollment = enrollments.get(action.enrollment_id)
+        prepared = _prepare_one(
+            action,
+            enrollment,
+            previous.get((action.enrollment_id, action.step_seq)),
+            lockable,
+            suppressed.get(enrollment.tenant_id, set()) if enrollment is not None else set(),
+            now,
+            report,
         )
-        next_attempt = 1
-        if previous is not None:
-            decision = _after_previous(previous, action, enrollment, now, report)
-            if decision is None:
-                return None
-            next_attempt = decision
+        if prepared is not None:
+            ready.append(prepared)
+    # The ledger rows commit with this transaction, before any provider call.
+    Message.objects.bulk_create([prepared.message for prepared in ready])
+    return ready
 
-        recheck = now + datetime.timedelta(seconds=settings.SEND_PAUSED_RECHECK_SECONDS)
-        recheck_soon = now + datetime.timedelta(seconds=5)
-        tenant: Tenant = enrollment.tenant
-        campaign: Campaign = enrollment.campaign
-        identity = enrollment.sender_identity
-        if tenant.status != Tenant.Status.ACTIVE or not tenant.campaigns_enabled:
-            _hold(action_id, attempt, recheck, "tenant paused", report)
-            return None
-        if campaign.status != Campaign.Status.ACTIVE:
-            if campaign.status == Campaign.Status.ARCHIVED:
-                engine.enrollment_stop(
-                    enrollment=enrollment,
-                    trigger="campaign_archived",
-                    reason="campaign archived",
-                    now=now,
-                )
-                scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
-                report.skipped += 1
-                return None
-            _hold(action_id, attempt, recheck, f"campaign {campaign.status}", report)
-            return None
-        if identity.paused:
-            _hold(action_id, attempt, recheck, "sender identity paused", report)
-            return None
 
-        context = timing.LeadTiming(
-            timezone=enrollment.lead.timezone or identity.timezone,
-            country=enrollment.lead.country,
-            identity=identity,
-        )
-        if not timing.send_window_open(context=context, at=now):
-            due = timing.send_time_next(
-                context=context, earliest=now, jitter_key=f"{enrollment.pk}:{action.step_seq}"
-            )
-            _hold(action_id, attempt, due, "outside the sending window", report)
-            return None
+def _prepare_one(
+    action: ScheduledAction,
+    enrollment: Enrollment | None,
+    previous: Message | None,
+    lockable: set[str],
+    suppressed: set[str],
+    now: datetime.datetime,
+    report: SendBatchReport,
+) -> _Ready | None:
+    """The send-time checks of one held action, in order. Its enrollment is locked;
+    ``previous`` is the step entry's latest ledger row, ``lockable`` the addresses whose send
+    lock this session holds, ``suppressed`` the batch's suppressed addresses of its tenant."""
+    action_id, attempt = action.pk, action.attempt
+    if (
+        enrollment is None
+        or enrollment.step_seq != action.step_seq
+        or enrollment.state not in (Enrollment.State.ACTIVE, Enrollment.State.PAUSED)
+    ):
+        scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+        report.skipped += 1
+        return None
+    wake = enrollment_wait_until(enrollment, now)
+    if wake is not None:
+        _hold(action_id, attempt, wake, "enrollment paused", report)
+        return None
 
-        lead = enrollment.lead
-        # Held until the provider call returned, so a suppression of this address commits
-        # either before this check (and is seen) or after the mail went out.
-        if not suppression_send_lock(email=lead.email):
-            _hold(
-                action_id,
-                attempt,
-                recheck_soon,
-                "a suppression of the address is being written",
-                report,
-            )
+    next_attempt = 1
+    if previous is not None:
+        decision = _after_previous(previous, action, enrollment, now, report)
+        if decision is None:
             return None
-        locked.append(lead.email)
-        if suppression_check(tenant_id=enrollment.tenant_id, emails=[lead.email]):
-            engine.enrollment_stop(
-                enrollment=enrollment, trigger="suppressed", reason="address is suppressed", now=now
-            )
-            scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
-            report.skipped += 1
-            return None
-        if lead.validation_status == lead.Validation.INVALID:
+        next_attempt = decision
+
+    recheck = now + datetime.timedelta(seconds=settings.SEND_PAUSED_RECHECK_SECONDS)
+    recheck_soon = now + datetime.timedelta(seconds=5)
+    tenant: Tenant = enrollment.tenant
+    campaign: Campaign = enrollment.campaign
+    identity = enrollment.sender_identity
+    if tenant.status != Tenant.Status.ACTIVE or not tenant.campaigns_enabled:
+        _hold(action_id, attempt, recheck, "tenant paused", report)
+        return None
+    if campaign.status != Campaign.Status.ACTIVE:
+        if campaign.status == Campaign.Status.ARCHIVED:
             engine.enrollment_stop(
                 enrollment=enrollment,
-                trigger="invalid_address",
-                reason=f"address is invalid: {lead.validation_reason}".strip(": "),
+                trigger="campaign_archived",
+                reason="campaign archived",
                 now=now,
             )
             scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
             report.skipped += 1
             return None
+        _hold(action_id, attempt, recheck, f"campaign {campaign.status}", report)
+        return None
+    if identity.paused:
+        _hold(action_id, attempt, recheck, "sender identity paused", report)
+        return None
 
-        follow_up = action.priority == engine.PRIORITY_FOLLOW_UP
-        grant = ratelimit.capacity_acquire(
-            tenant_id=tenant.pk,
-            identity=identity,
-            now=now,
-            follow_up=follow_up,
-            tenant_daily_quota=tenant.daily_send_quota,
-            grant_id=f"send:{enrollment.pk}:{action.step_seq}:{next_attempt}",
+    context = timing.LeadTiming(
+        timezone=enrollment.lead.timezone or identity.timezone,
+        country=enrollment.lead.country,
+        identity=identity,
+    )
+    if not timing.send_window_open(context=context, at=now):
+        due = timing.send_time_next(
+            context=context, earliest=now, jitter_key=f"{enrollment.pk}:{action.step_seq}"
         )
-        if not grant.granted:
-            # Capacity comes back when its window ends (midnight for a full day), which may
-            # be outside the sending window: wait for the first instant both allow.
-            due = timing.send_time_next(
-                context=context,
-                earliest=grant.retry_at,
-                jitter_key=f"{enrollment.pk}:{action.step_seq}",
-            )
-            _hold(action_id, attempt, due, f"no capacity: {grant.reason}", report)
-            return None
+        _hold(action_id, attempt, due, "outside the sending window", report)
+        return None
 
-        message, outbound = _compose(enrollment, action.step, action.step_seq, next_attempt, now)
-        message.save(force_insert=True)
-        return _Ready(action_id, attempt, message, outbound, grant)
+    lead = enrollment.lead
+    # Held until the provider call returned, so a suppression of this address commits
+    # either before this check (and is seen) or after the mail went out.
+    if lead.email not in lockable:
+        _hold(
+            action_id,
+            attempt,
+            recheck_soon,
+            "a suppression of the address is being written",
+            report,
+        )
+        return None
+    if email_normalise(lead.email) in suppressed:
+        engine.enrollment_stop(
+            enrollment=enrollment, trigger="suppressed", reason="address is suppressed", now=now
+        )
+        scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+        report.skipped += 1
+        return None
+    if lead.validation_status == lead.Validation.INVALID:
+        engine.enrollment_stop(
+            enrollment=enrollment,
+            trigger="invalid_address",
+            reason=f"address is invalid: {lead.validation_reason}".strip(": "),
+            now=now,
+        )
+        scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
+        report.skipped += 1
+        return None
+
+    follow_up = action.priority == engine.PRIORITY_FOLLOW_UP
+    grant = ratelimit.capacity_acquire(
+        tenant_id=tenant.pk,
+        identity=identity,
+        now=now,
+        follow_up=follow_up,
+        tenant_daily_quota=tenant.daily_send_quota,
+        grant_id=f"send:{enrollment.pk}:{action.step_seq}:{next_attempt}",
+    )
+    if not grant.granted:
+        # Capacity comes back when its window ends (midnight for a full day), which may
+        # be outside the sending window: wait for the first instant both allow.
+        due = timing.send_time_next(
+            context=context,
+            earliest=grant.retry_at,
+            jitter_key=f"{enrollment.pk}:{action.step_seq}",
+        )
+        _hold(action_id, attempt, due, f"no capacity: {grant.reason}", report)
+        return None
+
+    message, outbound = _compose(enrollment, action.step, action.step_seq, next_attempt, now)
+    return _Ready(action_id, attempt, message, outbound, grant)  # inserted by the caller
 
 
 def _after_previous(

@@ -8,7 +8,7 @@ reschedule, or nothing — commits together with the action's deletion.
 import datetime
 import logging
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import Enrollment, ScheduledAction
@@ -49,6 +49,34 @@ def scheduled_actions_held(*, items: list[list[int]]) -> dict[int, ScheduledActi
         ],
     )
     return {action.pk: action for action in rows}
+
+
+def scheduled_actions_finish(*, items: list[list[int]]) -> int:
+    """``scheduler.scheduled_action_finish`` for a batch: deletes the actions still held under
+    these attempts, locked in id order first (see ``scheduled_actions_held``). Returns how
+    many were deleted; the others belong to a newer attempt or are gone."""
+    if not items:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            DELETE FROM campaigns_scheduledaction
+            WHERE id = ANY(ARRAY(
+                SELECT a.id FROM campaigns_scheduledaction AS a
+                JOIN unnest(%s::bigint[], %s::int[]) AS u(id, attempt)
+                    ON a.id = u.id AND a.attempt = u.attempt
+                WHERE a.status = %s
+                ORDER BY a.id
+                FOR UPDATE OF a
+            ))
+            """,
+            [
+                [action_id for action_id, _ in items],
+                [attempt for _, attempt in items],
+                ScheduledAction.Status.CLAIMED,
+            ],
+        )
+        return cursor.rowcount
 
 
 def enrollment_wait_until(

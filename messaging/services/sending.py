@@ -3,13 +3,14 @@
 For each claimed action, in order:
 
 1. **Prepare** (one transaction for the batch, its enrollment rows locked, each action re-read
-   with its attempt as a fencing token): skip what is stopped, hold what is paused, respect the window in the lead's
-   time, check suppression *now*, take capacity, render, and commit the ledger row as
-   ``sending``. A ledger row that already exists for this step entry is never sent again.
+   with its attempt as a fencing token): skip what is stopped, hold what is paused, respect
+   the window in the lead's time, check suppression *now*, take capacity, render, and commit
+   the ledger row as ``sending``. A ledger row that already exists for this step entry is
+   never sent again.
    The address's send lock is held from the suppression check until the provider answered:
    a suppression waits for it, so no mail leaves after a suppression of its address commits.
 2. **Call the provider** outside any transaction (a batch's calls run on a few threads).
-3. **Record** the typed outcome (one transaction): accepted → arm the step's timeouts;
+3. **Record** the typed outcome: accepted (a batch's rows together) → arm the step's timeouts;
    transient → retry later with a new attempt row, unless the provider may have taken it, in
    which case wait for webhook events carrying our id to say so, then mark for review;
    permanent → fail the step with SendGrid's reason, visible on the enrollment.
@@ -21,13 +22,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns import plans
 from campaigns.models import Campaign, Enrollment, ScheduledAction
 from campaigns.services import engine, scheduler, timing
-from campaigns.services.actions import enrollment_wait_until, scheduled_actions_held
+from campaigns.services.actions import (
+    enrollment_wait_until,
+    scheduled_actions_finish,
+    scheduled_actions_held,
+)
 from messaging.models import Message
 from messaging.providers import (
     Accepted,
@@ -103,8 +108,14 @@ def message_send_batch(*, items: list[list[int]]) -> SendBatchReport:
     finally:
         # Released before recording: a suppression waiting for these sends may commit now.
         suppression_send_unlock_many(emails=locked)
+    accepted = []
     for prepared, result in zip(ready, results, strict=True):
-        _record(prepared, result, report)
+        if isinstance(result, Accepted):
+            accepted.append((prepared, result))
+        else:
+            _record(prepared, result, report)
+    if accepted:
+        _record_accepted(accepted, report)
     return report
 
 
@@ -525,6 +536,76 @@ def _thread(enrollment: Enrollment, step: dict) -> tuple[str, list[str], str]:
     if not subject.lower().startswith("re:"):
         subject = f"Re: {subject}"
     return original.rfc_message_id, [original.rfc_message_id], subject
+
+
+def _record_accepted(accepted: list[tuple[_Ready, Accepted]], report: SendBatchReport) -> None:
+    """Record a batch's accepted sends with a few set-based statements.
+
+    The ledger rows turn ``accepted`` in a transaction of their own, first: if what follows
+    fails, the actions stay held and a re-run finds the rows sent and only finishes the
+    bookkeeping (never a second mail). Then, in one transaction, the actions are deleted and
+    the enrollments locked (both in id order, actions before enrollments as in the prepare
+    phase, so the phases of two batches never deadlock) and each enrollment moves on. If
+    anything raises, each send is recorded again on its own by ``_record``, as before.
+    """
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            _messages_accepted(accepted, now)
+        with transaction.atomic():
+            scheduled_actions_finish(
+                items=[[prepared.action_id, prepared.attempt] for prepared, _ in accepted]
+            )
+            enrollments = engine.enrollments_locked(
+                enrollment_ids=[prepared.message.enrollment_id for prepared, _ in accepted]
+            )
+            for prepared, _ in accepted:
+                enrollment = enrollments.get(prepared.message.enrollment_id)
+                if enrollment is not None:
+                    engine.enrollment_after_send(
+                        enrollment=enrollment,
+                        step_seq=prepared.message.step_seq,
+                        sent_at=now,
+                        message_id=prepared.message.pk,
+                    )
+    except Exception:
+        logger.warning(
+            "message.record_batch_failed", exc_info=True, extra={"messages": len(accepted)}
+        )
+        for prepared, result in accepted:
+            _record(prepared, result, report)
+        return
+    report.sent += len(accepted)
+
+
+def _messages_accepted(accepted: list[tuple[_Ready, Accepted]], now: datetime.datetime) -> None:
+    """``sending`` → ``accepted`` with SendGrid's message ids, rows locked in id order."""
+    ids = [prepared.message.pk for prepared, _ in accepted]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE messaging_message AS m
+            SET status = %s, status_rank = %s, provider_message_id = u.provider_message_id,
+                sent_at = %s, updated_at = %s
+            FROM unnest(%s::bigint[], %s::text[]) AS u(id, provider_message_id)
+            WHERE m.id = u.id AND m.id = ANY(ARRAY(
+                SELECT id FROM messaging_message
+                WHERE id = ANY(%s::bigint[]) AND status = %s
+                ORDER BY id
+                FOR UPDATE
+            ))
+            """,
+            [
+                Message.Status.ACCEPTED,
+                MESSAGE_STATUS_RANK[Message.Status.ACCEPTED],
+                now,
+                now,
+                ids,
+                [result.provider_message_id for _, result in accepted],
+                ids,
+                Message.Status.SENDING,
+            ],
+        )
 
 
 def _record(prepared: _Ready, result, report: SendBatchReport) -> None:

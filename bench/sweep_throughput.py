@@ -320,17 +320,22 @@ def fixture_ensure(*, enrollments: int) -> Fixture:
     return fixture
 
 
-def actions_load(fixture: Fixture, *, count: int, future: int = 0) -> None:
+def actions_load(
+    fixture: Fixture, *, count: int, future: int = 0, layout: str = "scattered"
+) -> None:
     """Replace every action with ``count`` due ones and ``future`` not yet due, all pending.
 
     Due times follow bulk enrollment: chunks of 10,000 enrollments spread over the last hour,
     each with the send jitter (300 s), so the claim order is close to, not equal to, the
-    physical order. Future rows are due in 1 to 31 days and interleaved with the due
-    ones in the heap (a due row every ``(count + future) / count`` rows).
+    physical order. Future rows are due in 1 to 31 days. ``layout`` places the due rows among
+    them: ``scattered`` (one every ``(count + future) / count`` rows, each on its own heap
+    page and index leaves: the worst case) or ``clustered`` (one contiguous run of ids in the
+    middle of the table, as rows created together by one enrollment batch or one wave of
+    follow-ups are).
     """
     total = count + future
     started = time.monotonic()
-    print(f"actions: loading {count:,} due + {future:,} future pending actions…")
+    print(f"actions: loading {count:,} due ({layout}) + {future:,} future pending actions…")
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM campaigns_enrollment WHERE campaign_id = %s",
@@ -338,7 +343,14 @@ def actions_load(fixture: Fixture, *, count: int, future: int = 0) -> None:
         )
         pool = min(cursor.fetchone()[0], total)
     execute(f"TRUNCATE {ACTIONS}")
-    due = "(g %% %(every)s = 0 AND g / %(every)s <= %(count)s)"
+    if layout == "scattered":
+        due = "(g %% %(every)s = 0 AND g / %(every)s <= %(count)s)"
+        ordinal = "(g / %(every)s)"
+    elif layout == "clustered":
+        due = "(g > %(offset)s AND g <= %(offset)s + %(count)s)"
+        ordinal = "(g - %(offset)s)"
+    else:
+        raise BenchError(f"unknown layout {layout!r}: scattered or clustered")
     with bulk_load(ScheduledAction):
         insert_select(
             ScheduledAction,
@@ -349,7 +361,7 @@ def actions_load(fixture: Fixture, *, count: int, future: int = 0) -> None:
                 "step": "'intro'",
                 "step_seq": "1",
                 "due_at": f"CASE WHEN {due} THEN now() - interval '65 minutes'"
-                " + (g / %(every)s / 10000 * 10000)::float8 / %(count)s * interval '1 hour'"
+                f" + ({ordinal} / 10000 * 10000)::float8 / %(count)s * interval '1 hour'"
                 " + random() * interval '300 seconds'"
                 " ELSE now() + interval '1 day' + random() * interval '30 days' END",
                 "status": "'pending'",
@@ -368,6 +380,7 @@ def actions_load(fixture: Fixture, *, count: int, future: int = 0) -> None:
                 "total": total,
                 "count": count,
                 "every": max(1, total // max(count, 1)),
+                "offset": (total - count) // 2,
             },
         )
     print(f"actions: loaded in {time.monotonic() - started:.0f} s (load {load_average()})")
@@ -444,9 +457,22 @@ def dispatch_none(kind: str, items: list[list[int]]) -> None:
     """Claim only: nothing is published."""
 
 
+def dispatch_lean(kind: str, items: list[list[int]]) -> None:
+    """What ``_dispatch`` would cost with a fixed ``argsrepr``: Celery otherwise builds a
+    ``saferepr`` of every id pair for the message headers (a proposal, measured side by side;
+    bench actions are all sends)."""
+    from messaging.tasks_sending import message_send_batch
+
+    message_send_batch.apply_async(
+        args=[items], queue="sending", argsrepr=f"[<{len(items)} actions>]"
+    )
+
+
 def dispatch_for(mode: str) -> Callable[[str, list[list[int]]], None]:
     if mode == "none":
         return dispatch_none
+    if mode == "lean":
+        return dispatch_lean
     from campaigns.tasks import _dispatch
 
     return _dispatch
@@ -661,6 +687,16 @@ def main() -> int:
 
     runs: list[SweepRun] = []
     try:
+        # The first pass over freshly loaded pages pays for hint bits and full-page WAL images
+        # after the load's checkpoint; an untimed warm-up keeps that out of the first row.
+        sweep_loop(
+            label="warm-up",
+            claim_limit=default_limit,
+            batch_size=args.batch_size,
+            dispatch="none",
+            seconds=min(args.seconds, 5.0),
+        )
+        claimed_reset()
         print(f"table: {args.seconds:.0f} s per run, {args.count:,} due at the start of each")
         for limit in limits:
             for mode in ("none", "celery"):
@@ -675,6 +711,17 @@ def main() -> int:
                 print_run(run)
                 claimed_reset()
                 broker.delete("sending")
+        run = sweep_loop(
+            label="proposal: argsrepr",
+            claim_limit=default_limit,
+            batch_size=args.batch_size,
+            dispatch="lean",
+            seconds=args.seconds,
+        )
+        runs.append(run)
+        print_run(run)
+        claimed_reset()
+        broker.delete("sending")
         if args.sweepers > 1:
             for limit in sorted({default_limit, max(limits)}):
                 run = sweepers_run(
@@ -743,7 +790,8 @@ def main() -> int:
         f"{args.seconds:.0f} s each and their claimed rows are put back to pending (then"
         " VACUUM) before the next. Hints carry "
         f"{args.batch_size} actions each (`SEND_BATCH_SIZE`), published by the real"
-        " `campaigns.tasks._dispatch` to Redis (`dispatch=celery`); `none` is the claim alone.",
+        " `campaigns.tasks._dispatch` to Redis (`dispatch=celery`); `none` is the claim alone;"
+        " `lean` is the same publish with a fixed `argsrepr` (a proposal for `_dispatch`).",
         "",
         *[f"- **{line[0].upper()}{line[1:]}**" for line in summary],
         "",

@@ -87,6 +87,17 @@ def enrollment_enter_step(
     *, enrollment: Enrollment, step_name: str, step_seq: int, now: datetime.datetime
 ) -> None:
     """Make ``step_name`` current (entry number ``step_seq``) and schedule what it needs."""
+    fields, actions = _step_enter(enrollment, step_name, step_seq, now)
+    if actions:
+        scheduler.scheduled_actions_create(actions=actions)
+    enrollment.save(update_fields=fields)
+
+
+def _step_enter(
+    enrollment: Enrollment, step_name: str, step_seq: int, now: datetime.datetime
+) -> tuple[list[str], list[scheduler.NewAction]]:
+    """``enrollment_enter_step`` in memory: the fields it changed and the actions it needs."""
+    actions: list[scheduler.NewAction] = []
     plan = enrollment.plan_version.plan
     step = step_get(plan, step_name)
     kind = step.get("type")
@@ -102,12 +113,12 @@ def enrollment_enter_step(
             jitter_key=_jitter_key(enrollment, step_seq),
         )
         priority = PRIORITY_FIRST_TOUCH if step_seq <= 1 else PRIORITY_FOLLOW_UP
-        _schedule(enrollment, "send", step_name, step_seq, due, priority=priority)
+        actions.append(_new_action(enrollment, "send", step_name, step_seq, due, priority=priority))
     elif kind == "wait":
         due = timing.duration_add(
             context=_lead_context(enrollment), start=now, duration=step.get("duration", "0m")
         )
-        _schedule(enrollment, "advance", step_name, step_seq, due)
+        actions.append(_new_action(enrollment, "advance", step_name, step_seq, due))
     elif kind == "end":
         enrollment.state = Enrollment.State.COMPLETED
         enrollment.outcome = str(step.get("outcome", ""))[:100]
@@ -120,7 +131,31 @@ def enrollment_enter_step(
         )
         enrollment.finished_at = now
         fields += ["state", "last_error", "finished_at"]
-    enrollment.save(update_fields=fields)
+    return fields, actions
+
+
+def _new_action(
+    enrollment: Enrollment,
+    kind: str,
+    step: str,
+    step_seq: int,
+    due_at: datetime.datetime,
+    *,
+    priority: int = 1,
+    payload: dict | None = None,
+    key_suffix: str = "",
+) -> scheduler.NewAction:
+    return scheduler.NewAction(
+        tenant_id=enrollment.tenant_id,
+        enrollment_id=enrollment.pk,
+        kind=kind,
+        step=step,
+        step_seq=step_seq,
+        due_at=due_at,
+        priority=priority,
+        payload=payload,
+        idempotency_key=f"{enrollment.pk}:{step_seq}:{kind}{key_suffix}",
+    )
 
 
 def _schedule(
@@ -136,16 +171,15 @@ def _schedule(
 ) -> None:
     scheduler.scheduled_actions_create(
         actions=[
-            scheduler.NewAction(
-                tenant_id=enrollment.tenant_id,
-                enrollment_id=enrollment.pk,
-                kind=kind,
-                step=step,
-                step_seq=step_seq,
-                due_at=due_at,
+            _new_action(
+                enrollment,
+                kind,
+                step,
+                step_seq,
+                due_at,
                 priority=priority,
                 payload=payload,
-                idempotency_key=f"{enrollment.pk}:{step_seq}:{kind}{key_suffix}",
+                key_suffix=key_suffix,
             )
         ]
     )
@@ -274,33 +308,155 @@ def enrollment_after_send(
     *, enrollment: Enrollment, step_seq: int, sent_at: datetime.datetime, message_id: int
 ) -> None:
     """A step's email was accepted: arm its timeouts, or move on if it awaits nothing."""
-    if enrollment.step_seq != step_seq or enrollment.state != Enrollment.State.ACTIVE:
-        return
-    step = step_get(enrollment.plan_version.plan, enrollment.current_step)
-    edges = step_edges(step)
-    timeouts = [e for e in edges if e.trigger in TIMEOUT_TRIGGERS and e.after]
-    for edge in timeouts:
-        due = timing.duration_add(
-            context=_lead_context(enrollment), start=sent_at, duration=edge.after
-        )
-        _schedule(
-            enrollment,
-            "timeout",
-            enrollment.current_step,
-            step_seq,
-            due,
-            payload={"trigger": edge.trigger, "message_id": message_id},
-            key_suffix=f":{edge.trigger}",
-        )
-    if not edges:
-        enrollment_transition(
-            enrollment=enrollment,
-            from_seq=step_seq,
+    enrollments_after_send(sent=[SentStep(enrollment, step_seq, message_id)], sent_at=sent_at)
+
+
+@dataclass(frozen=True)
+class SentStep:
+    """One accepted send of a batch: the enrollment (locked), its step entry, the message."""
+
+    enrollment: Enrollment
+    step_seq: int
+    message_id: int
+
+
+def enrollments_after_send(*, sent: list[SentStep], sent_at: datetime.datetime) -> None:
+    """``enrollment_after_send`` for a batch, every enrollment locked by the caller.
+
+    The decisions are the same, enrollment by enrollment; the writes are set-based: the
+    timeouts of all steps armed with one insert, and the steps that wait for nothing left
+    through ``_transitions_record_many`` (one insert, one cancel, one insert of the next
+    steps' actions, one update of the enrollments) instead of a few statements each.
+    """
+    timeouts: list[scheduler.NewAction] = []
+    moving: list[tuple[SentStep, str | None]] = []
+    for item in sent:
+        enrollment = item.enrollment
+        if enrollment.step_seq != item.step_seq or enrollment.state != Enrollment.State.ACTIVE:
+            continue
+        step = step_get(enrollment.plan_version.plan, enrollment.current_step)
+        edges = step_edges(step)
+        for edge in edges:
+            if edge.trigger in TIMEOUT_TRIGGERS and edge.after:
+                due = timing.duration_add(
+                    context=_lead_context(enrollment), start=sent_at, duration=edge.after
+                )
+                timeouts.append(
+                    _new_action(
+                        enrollment,
+                        "timeout",
+                        enrollment.current_step,
+                        item.step_seq,
+                        due,
+                        payload={"trigger": edge.trigger, "message_id": item.message_id},
+                        key_suffix=f":{edge.trigger}",
+                    )
+                )
+        if not edges:
+            moving.append((item, step.get("next")))
+    if timeouts:
+        scheduler.scheduled_actions_create(actions=timeouts)
+    if moving:
+        _transitions_record_many(
+            moving,
             trigger="sent",
-            to_step=step.get("next"),
             cause="email sent; the step waits for nothing",
             now=timezone.now(),
-            message_id=message_id,
+        )
+
+
+def _transitions_record_many(
+    moving: list[tuple[SentStep, str | None]], *, trigger: str, cause: str, now: datetime.datetime
+) -> None:
+    """``enrollment_transition`` for many step entries (all current, enrollments locked):
+    the unique ``(enrollment, from_seq)`` still decides, row by row, which ones move."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO campaigns_enrollmenttransition
+                (tenant_id, enrollment_id, from_step, from_seq, to_step, trigger, cause,
+                 message_id, event_id, created_at)
+            SELECT u.tenant_id, u.enrollment_id, u.from_step, u.from_seq, u.to_step, %s, %s,
+                   u.message_id, NULL, now()
+            FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::int[], %s::text[],
+                        %s::bigint[])
+                AS u(tenant_id, enrollment_id, from_step, from_seq, to_step, message_id)
+            ORDER BY u.enrollment_id
+            ON CONFLICT (enrollment_id, from_seq) DO NOTHING
+            RETURNING enrollment_id
+            """,
+            [
+                trigger,
+                cause[:300],
+                [item.enrollment.tenant_id for item, _ in moving],
+                [item.enrollment.pk for item, _ in moving],
+                [item.enrollment.current_step for item, _ in moving],
+                [item.step_seq for item, _ in moving],
+                [to_step or "" for _, to_step in moving],
+                [item.message_id for item, _ in moving],
+            ],
+        )
+        won = {row[0] for row in cursor.fetchall()}
+    winners = [(item, to_step) for item, to_step in moving if item.enrollment.pk in won]
+    if not winners:
+        return
+    scheduler.scheduled_actions_cancel_steps(
+        steps=[(item.enrollment.pk, item.step_seq) for item, _ in winners]
+    )
+    actions: list[scheduler.NewAction] = []
+    for item, to_step in winners:
+        enrollment = item.enrollment
+        if to_step:
+            _, entered = _step_enter(enrollment, to_step, item.step_seq + 1, now)
+            actions += entered
+        else:
+            enrollment.state = Enrollment.State.COMPLETED
+            enrollment.outcome = enrollment.outcome or trigger
+            enrollment.finished_at = now
+    if actions:
+        scheduler.scheduled_actions_create(actions=actions)
+    _enrollments_write([item.enrollment for item, _ in winners], now)
+    for item, to_step in winners:
+        logger.info(
+            "enrollment.transition",
+            extra={
+                "tenant_id": item.enrollment.tenant_id,
+                "enrollment_id": item.enrollment.pk,
+                "trigger": trigger,
+                "to_step": to_step,
+            },
+        )
+
+
+def _enrollments_write(enrollments: list[Enrollment], now: datetime.datetime) -> None:
+    """Write what entering a step or completing may change, for locked enrollments, in one
+    statement (the rows are locked, so the other columns are as read)."""
+    for enrollment in enrollments:
+        enrollment.updated_at = now
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE campaigns_enrollment AS e
+            SET current_step = u.current_step, step_seq = u.step_seq,
+                step_entered_at = u.step_entered_at, state = u.state, outcome = u.outcome,
+                finished_at = u.finished_at, last_error = u.last_error, updated_at = %s
+            FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::timestamptz[], %s::text[],
+                        %s::text[], %s::timestamptz[], %s::text[])
+                AS u(id, current_step, step_seq, step_entered_at, state, outcome, finished_at,
+                     last_error)
+            WHERE e.id = u.id
+            """,
+            [
+                now,
+                [e.pk for e in enrollments],
+                [e.current_step for e in enrollments],
+                [e.step_seq for e in enrollments],
+                [e.step_entered_at for e in enrollments],
+                [e.state for e in enrollments],
+                [e.outcome for e in enrollments],
+                [e.finished_at for e in enrollments],
+                [e.last_error for e in enrollments],
+            ],
         )
 
 
@@ -342,11 +498,13 @@ def variant_pick(*, step: dict, key: str) -> dict:
 
 __all__ = [
     "EnrollmentTransition",
+    "SentStep",
     "enrollment_after_send",
     "enrollment_enter_step",
     "enrollment_locked",
     "enrollment_stop",
     "enrollment_transition",
+    "enrollments_after_send",
     "enrollments_locked",
     "step_edge",
     "step_edges",

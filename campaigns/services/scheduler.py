@@ -218,6 +218,24 @@ def scheduled_action_reschedule(
         return cursor.rowcount == 1
 
 
+def scheduled_actions_cancel_steps(*, steps: list[tuple[int, int]]) -> int:
+    """``scheduled_actions_cancel`` of many step entries (``(enrollment_id, step_seq)``) in
+    one statement."""
+    if not steps:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            DELETE FROM campaigns_scheduledaction AS a
+            USING unnest(%s::bigint[], %s::int[]) AS u(enrollment_id, step_seq)
+            WHERE a.enrollment_id = u.enrollment_id AND a.step_seq = u.step_seq
+              AND a.status = 'pending'
+            """,
+            [[enrollment_id for enrollment_id, _ in steps], [seq for _, seq in steps]],
+        )
+        return cursor.rowcount
+
+
 def scheduled_actions_cancel(*, enrollment_id: int, step_seq: int | None = None) -> int:
     """Drop an enrollment's pending work (all of it, or that of one step entry)."""
     with connection.cursor() as cursor:

@@ -545,8 +545,9 @@ def _record_accepted(accepted: list[tuple[_Ready, Accepted]], report: SendBatchR
     fails, the actions stay held and a re-run finds the rows sent and only finishes the
     bookkeeping (never a second mail). Then, in one transaction, the actions are deleted and
     the enrollments locked (both in id order, actions before enrollments as in the prepare
-    phase, so the phases of two batches never deadlock) and each enrollment moves on. If
-    anything raises, each send is recorded again on its own by ``_record``, as before.
+    phase, so the phases of two batches never deadlock) and the enrollments move on
+    (``engine.enrollments_after_send``). If anything raises, each send is recorded again on
+    its own by ``_record``, as before.
     """
     now = timezone.now()
     try:
@@ -559,15 +560,18 @@ def _record_accepted(accepted: list[tuple[_Ready, Accepted]], report: SendBatchR
             enrollments = engine.enrollments_locked(
                 enrollment_ids=[prepared.message.enrollment_id for prepared, _ in accepted]
             )
-            for prepared, _ in accepted:
-                enrollment = enrollments.get(prepared.message.enrollment_id)
-                if enrollment is not None:
-                    engine.enrollment_after_send(
-                        enrollment=enrollment,
-                        step_seq=prepared.message.step_seq,
-                        sent_at=now,
-                        message_id=prepared.message.pk,
+            engine.enrollments_after_send(
+                sent=[
+                    engine.SentStep(
+                        enrollments[prepared.message.enrollment_id],
+                        prepared.message.step_seq,
+                        prepared.message.pk,
                     )
+                    for prepared, _ in accepted
+                    if prepared.message.enrollment_id in enrollments
+                ],
+                sent_at=now,
+            )
     except Exception:
         logger.warning(
             "message.record_batch_failed", exc_info=True, extra={"messages": len(accepted)}

@@ -220,6 +220,95 @@ def capacity_acquire(
     so a send task delivered twice is charged once. Warm-up and caps are read from
     ``identity`` as given; pausing is the caller's check, not a capacity question.
     """
+    call = _acquire_call(
+        tenant_id=tenant_id,
+        identity=identity,
+        now=now,
+        count=count,
+        follow_up=follow_up,
+        tenant_daily_quota=tenant_daily_quota,
+        reserve_ratio=reserve_ratio,
+        global_per_second=global_per_second,
+        grant_id=grant_id,
+    )
+    acquire, _ = _scripts(settings.REDIS_URL)
+    return call.grant(acquire(keys=call.keys, args=call.args))
+
+
+@dataclass(frozen=True)
+class CapacityRequest:
+    """The arguments of one ``capacity_acquire`` call, for ``capacity_acquire_many``."""
+
+    tenant_id: int
+    identity: "SenderIdentity"
+    now: dt.datetime
+    follow_up: bool = False
+    tenant_daily_quota: int | None = None
+    grant_id: str | None = None
+
+
+def capacity_acquire_many(*, requests: list[CapacityRequest]) -> list[CapacityGrant]:
+    """``capacity_acquire`` for several sends in one Redis round trip, one grant per request.
+
+    Each request is its own all-or-nothing script call and they run in order: a pipeline,
+    not a transaction, so another worker's call may run between two of them, exactly as
+    between two separate ``capacity_acquire`` calls.
+    """
+    if not requests:
+        return []
+    calls = [
+        _acquire_call(
+            tenant_id=request.tenant_id,
+            identity=request.identity,
+            now=request.now,
+            follow_up=request.follow_up,
+            tenant_daily_quota=request.tenant_daily_quota,
+            grant_id=request.grant_id,
+        )
+        for request in requests
+    ]
+    acquire, _ = _scripts(settings.REDIS_URL)
+    pipeline = _redis().pipeline(transaction=False)
+    for call in calls:
+        acquire(keys=call.keys, args=call.args, client=pipeline)
+    replies = pipeline.execute()
+    return [call.grant(reply) for call, reply in zip(calls, replies, strict=True)]
+
+
+@dataclass(frozen=True)
+class _AcquireCall:
+    tenant_id: int
+    grant_id: str
+    buckets: list[_Bucket]
+    keys: list[str]
+    args: list[int]
+
+    def grant(self, reply: list[int]) -> CapacityGrant:
+        status, retry_at_ms, blocked, *_used = reply
+        if status:
+            return CapacityGrant(granted=True, tenant_id=self.tenant_id, grant_id=self.grant_id)
+        return CapacityGrant(
+            granted=False,
+            tenant_id=self.tenant_id,
+            grant_id=None,
+            retry_at=dt.datetime.fromtimestamp(retry_at_ms / 1000, tz=dt.UTC),
+            blocked_by=tuple(b.name for i, b in enumerate(self.buckets) if blocked & (1 << i)),
+        )
+
+
+def _acquire_call(
+    *,
+    tenant_id: int,
+    identity: "SenderIdentity",
+    now: dt.datetime,
+    count: int = 1,
+    follow_up: bool = False,
+    tenant_daily_quota: int | None = None,
+    reserve_ratio: float | None = None,
+    global_per_second: int | None = None,
+    grant_id: str | None = None,
+) -> _AcquireCall:
+    """The keys and arguments of the acquire script for one ``capacity_acquire`` call."""
     _check_identity(tenant_id, identity)
     if count < 1:
         raise ValueError("count must be at least 1")
@@ -245,19 +334,12 @@ def capacity_acquire(
         if not follow_up and bucket.name != GLOBAL_SECOND:
             limit -= followup_reserve(ceiling=limit, ratio=reserve_ratio)
         args += [limit, ttl, int(bucket.window.ends_at.timestamp() * 1000)]
-
-    acquire, _ = _scripts(settings.REDIS_URL)
-    status, retry_at_ms, blocked, *_used = acquire(
-        keys=[_grant_key(tenant_id, grant_id), *(b.key for b in buckets)], args=args
-    )
-    if status:
-        return CapacityGrant(granted=True, tenant_id=tenant_id, grant_id=grant_id)
-    return CapacityGrant(
-        granted=False,
+    return _AcquireCall(
         tenant_id=tenant_id,
-        grant_id=None,
-        retry_at=dt.datetime.fromtimestamp(retry_at_ms / 1000, tz=dt.UTC),
-        blocked_by=tuple(b.name for i, b in enumerate(buckets) if blocked & (1 << i)),
+        grant_id=grant_id,
+        buckets=buckets,
+        keys=[_grant_key(tenant_id, grant_id), *(b.key for b in buckets)],
+        args=args,
     )
 
 

@@ -84,6 +84,17 @@ class _Ready:
 
 
 @dataclass
+class _Checked:
+    """An action that passed every send-time check but capacity."""
+
+    action: ScheduledAction
+    enrollment: Enrollment
+    context: timing.LeadTiming
+    next_attempt: int
+    capacity: ratelimit.CapacityRequest
+
+
+@dataclass
 class SendBatchReport:
     sent: int = 0
     skipped: int = 0
@@ -221,13 +232,13 @@ def _prepare_many(
         for tenant_id, tenant_emails in emails.items()
     }
     now = timezone.now()
-    ready = []
+    checked: list[_Checked] = []
     for action_id in wanted:
         action = held.get(action_id)
         if action is None:
             continue
         enrollment = enrollments.get(action.enrollment_id)
-        prepared = _prepare_one(
+        passed = _prepare_one(
             action,
             enrollment,
             previous.get((action.enrollment_id, action.step_seq)),
@@ -236,6 +247,12 @@ def _prepare_many(
             now,
             report,
         )
+        if passed is not None:
+            checked.append(passed)
+    grants = ratelimit.capacity_acquire_many(requests=[item.capacity for item in checked])
+    ready = []
+    for item, grant in zip(checked, grants, strict=True):
+        prepared = _prepare_ready(item, grant, now, report)
         if prepared is not None:
             ready.append(prepared)
     # The ledger rows commit with this transaction, before any provider call.
@@ -251,10 +268,11 @@ def _prepare_one(
     suppressed: set[str],
     now: datetime.datetime,
     report: SendBatchReport,
-) -> _Ready | None:
-    """The send-time checks of one held action, in order. Its enrollment is locked;
-    ``previous`` is the step entry's latest ledger row, ``lockable`` the addresses whose send
-    lock this session holds, ``suppressed`` the batch's suppressed addresses of its tenant."""
+) -> _Checked | None:
+    """The send-time checks of one held action, in order, up to capacity. Its enrollment is
+    locked; ``previous`` is the step entry's latest ledger row, ``lockable`` the addresses
+    whose send lock this session holds, ``suppressed`` the batch's suppressed addresses of its
+    tenant."""
     action_id, attempt = action.pk, action.attempt
     if (
         enrollment is None
@@ -343,28 +361,42 @@ def _prepare_one(
         report.skipped += 1
         return None
 
-    follow_up = action.priority == engine.PRIORITY_FOLLOW_UP
-    grant = ratelimit.capacity_acquire(
-        tenant_id=tenant.pk,
-        identity=identity,
-        now=now,
-        follow_up=follow_up,
-        tenant_daily_quota=tenant.daily_send_quota,
-        grant_id=f"send:{enrollment.pk}:{action.step_seq}:{next_attempt}",
+    # Capacity is taken next, for the whole batch in one round trip (_prepare_many).
+    return _Checked(
+        action,
+        enrollment,
+        context,
+        next_attempt,
+        ratelimit.CapacityRequest(
+            tenant_id=tenant.pk,
+            identity=identity,
+            now=now,
+            follow_up=action.priority == engine.PRIORITY_FOLLOW_UP,
+            tenant_daily_quota=tenant.daily_send_quota,
+            grant_id=f"send:{enrollment.pk}:{action.step_seq}:{next_attempt}",
+        ),
     )
+
+
+def _prepare_ready(
+    checked: _Checked, grant: ratelimit.CapacityGrant, now: datetime.datetime, report
+) -> _Ready | None:
+    """The rest of an action's preparation once capacity answered: hold it, or compose."""
+    action, enrollment = checked.action, checked.enrollment
     if not grant.granted:
         # Capacity comes back when its window ends (midnight for a full day), which may
         # be outside the sending window: wait for the first instant both allow.
         due = timing.send_time_next(
-            context=context,
+            context=checked.context,
             earliest=grant.retry_at,
             jitter_key=f"{enrollment.pk}:{action.step_seq}",
         )
-        _hold(action_id, attempt, due, f"no capacity: {grant.reason}", report)
+        _hold(action.pk, action.attempt, due, f"no capacity: {grant.reason}", report)
         return None
-
-    message, outbound = _compose(enrollment, action.step, action.step_seq, next_attempt, now)
-    return _Ready(action_id, attempt, message, outbound, grant)  # inserted by the caller
+    message, outbound = _compose(
+        enrollment, action.step, action.step_seq, checked.next_attempt, now
+    )
+    return _Ready(action.pk, action.attempt, message, outbound, grant)  # inserted by the caller
 
 
 def _after_previous(

@@ -15,7 +15,9 @@ from messaging.services.ratelimit import (
     KEY_PREFIX,
     TENANT_DAY,
     CapacityGrant,
+    CapacityRequest,
     capacity_acquire,
+    capacity_acquire_many,
     capacity_release,
     capacity_release_by_id,
     capacity_usage_get,
@@ -242,6 +244,35 @@ def test_a_grant_id_makes_a_repeated_acquire_count_once(tenant):
     assert usage(tenant, ae).sent_today == 1
     assert capacity_release(grant=again) is True
     assert usage(tenant, ae).sent_today == 0
+
+
+def test_many_requests_in_one_round_trip_are_granted_as_one_by_one_calls_would_be(tenant):
+    ae = make_identity(tenant)
+    requests = [
+        CapacityRequest(
+            tenant_id=tenant.id,
+            identity=ae,
+            now=NOW,
+            follow_up=True,
+            tenant_daily_quota=1000,
+            grant_id=f"send:{index % 4}",
+        )
+        for index in range(8)
+    ]
+    # Ids send:0..send:3 take four sends, their repeats take nothing; then a fifth and a
+    # sixth distinct send: the hour (5) has room for one of them only.
+    requests += [
+        CapacityRequest(tenant_id=tenant.id, identity=ae, now=NOW, follow_up=True, grant_id=i)
+        for i in ("send:4", "send:5")
+    ]
+
+    grants = capacity_acquire_many(requests=requests)
+
+    assert [g.granted for g in grants] == [True] * 9 + [False]
+    assert grants[-1].blocked_by == (IDENTITY_HOUR,)
+    assert grants[-1].retry_at == utc(2026, 3, 4, 16, 0)
+    assert usage(tenant, ae).sent_this_hour == 5
+    assert capacity_acquire_many(requests=[]) == []
 
 
 def test_counters_expire_shortly_after_their_window(tenant, redis_client):

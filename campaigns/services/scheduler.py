@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,8 @@ def scheduled_actions_sweep(
     The hints of one claim go out on a helper thread while the next claim runs, so broker
     round trips overlap database work. At most one claim's hints are in flight; a publish
     error ends the sweep (rows whose hint did not go out come back when their lease expires,
-    as above), and the sweep returns only once every hint is out.
+    as above), and the sweep returns only once every hint is out. ``dispatch`` therefore
+    runs outside the caller's thread and transaction: it publishes, it does not query.
     """
     started = time.monotonic()
     total = 0
@@ -181,8 +182,12 @@ def scheduled_actions_sweep(
 def _batches_dispatch(
     dispatch: Callable[[str, list[list[int]]], None], batches: list[tuple[str, list[list[int]]]]
 ) -> None:
-    for kind, items in batches:
-        dispatch(kind, items)
+    try:
+        for kind, items in batches:
+            dispatch(kind, items)
+    finally:
+        # Connections are per thread: one a dispatch opened here would outlive the sweep.
+        connections.close_all()
 
 
 def scheduled_action_finish(*, action_id: int, attempt: int) -> bool:

@@ -251,7 +251,7 @@ def main() -> int:
         "",
         f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {machine()}.",
-        f"- Command: `{command_line()}`",
+        f"- Command: `{command_line('DATABASE_URL=…')}`",
         f"- Load average (1/5/15 min) at the start: {load_at_start}; per round in the table."
         " Other test suites shared the 2 CPUs.",
         f"- Every table holds {args.due:,} due pending actions; all other rows are pending"

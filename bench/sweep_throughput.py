@@ -430,9 +430,8 @@ def doc_part_write(key: str, text: str) -> None:
     temporary.replace(DOC)
 
 
-def command_line() -> str:
-    env = "DATABASE_URL=… REDIS_URL=redis://127.0.0.1:6379/10 "
-    return env + "python " + " ".join([f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+def command_line(env: str = "DATABASE_URL=… REDIS_URL=redis://127.0.0.1:6379/10") -> str:
+    return f"{env} python " + " ".join([f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
 # --- the sweep ---------------------------------------------------------------------------

@@ -5,12 +5,15 @@ from django.conf import settings
 
 
 def _dispatch(kind: str, items: list[list[int]]) -> None:
+    # A short argsrepr: Celery would otherwise pretty-print every id pair into the message
+    # header, a third of the sweep's publishing time.
+    summary = f"[<{len(items)} {kind} actions>]"
     if kind == "send":
         from messaging.tasks_sending import message_send_batch
 
-        message_send_batch.apply_async(args=[items], queue="sending")
+        message_send_batch.apply_async(args=[items], queue="sending", argsrepr=summary)
     else:
-        scheduled_actions_run.apply_async(args=[kind, items], queue="sending")
+        scheduled_actions_run.apply_async(args=[kind, items], queue="sending", argsrepr=summary)
 
 
 @shared_task(name="maintenance.scheduled_actions_sweep", ignore_result=True, expires=10)

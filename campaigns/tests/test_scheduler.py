@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from django.db import connection
@@ -169,9 +170,10 @@ def test_two_sweeper_processes_never_claim_the_same_action(tenant):
         **os.environ,
         "DATABASE_URL": f"postgres://root@127.0.0.1:5432/{connection.settings_dict['NAME']}",
     }
+    start_at = time.time() + 8
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "campaigns.tests.claim_worker", "7"],
+            [sys.executable, "-m", "campaigns.tests.claim_worker", "7", str(start_at)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

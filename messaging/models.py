@@ -106,6 +106,12 @@ class Message(TenantOwned):
         COMPLAINED = "complained"
         UNSUBSCRIBED = "unsubscribed"
 
+    # Indexes are few on purpose: every event that moves a message rewrites each of them.
+    # tenant_id and enrollment_id lead other indexes (message_tenant_*_idx and
+    # message_once_per_step_attempt), so they get none of their own.
+    tenant = models.ForeignKey(
+        "tenancy.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.EMAIL)
     sender_identity = models.ForeignKey(
@@ -117,6 +123,7 @@ class Message(TenantOwned):
         null=True,
         blank=True,
         related_name="messages",
+        db_index=False,
     )
     lead = models.ForeignKey(
         "campaigns.Lead", on_delete=models.PROTECT, null=True, blank=True, related_name="messages"
@@ -141,7 +148,7 @@ class Message(TenantOwned):
     rfc_message_id = models.CharField(
         max_length=300, blank=True, default="", help_text="Our Message-ID header, for threading"
     )
-    reply_token = models.CharField(max_length=32, default=_reply_token, unique=True)
+    reply_token = models.CharField(max_length=32, default=_reply_token)
     provider_message_id = models.CharField(max_length=200, blank=True, default="")
     smtp_id = models.CharField(max_length=300, blank=True, default="")
     error_code = models.CharField(max_length=64, blank=True, default="")
@@ -157,6 +164,8 @@ class Message(TenantOwned):
             models.UniqueConstraint(
                 fields=["enrollment", "step_seq", "attempt"], name="message_once_per_step_attempt"
             ),
+            # A constraint rather than unique=True: no LIKE-pattern index to maintain.
+            models.UniqueConstraint(fields=["reply_token"], name="message_reply_token_unique"),
         ]
         indexes = [
             models.Index(

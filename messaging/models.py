@@ -135,6 +135,17 @@ class Message(TenantOwned):
         blank=True,
         related_name="messages",
     )
+    # The version the enrollment was on when this message was composed: analytics attribute
+    # the message (and its events) to it even after the enrollment migrates to a newer one.
+    plan_version = models.ForeignKey(
+        "campaigns.CampaignPlanVersion",
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
     step = models.CharField(max_length=100, blank=True, default="")
     step_seq = models.PositiveIntegerField(default=0)
     variant = models.CharField(max_length=100, blank=True, default="")

@@ -486,6 +486,7 @@ def _compose(
         enrollment=enrollment,
         lead=lead,
         campaign_id=enrollment.campaign_id,
+        plan_version_id=enrollment.plan_version_id,
         step=step_name,
         step_seq=step_seq,
         variant=variant_name,

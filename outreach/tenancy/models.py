@@ -30,6 +30,9 @@ class Tenant(models.Model):
     sms_enabled = models.BooleanField(default=False)
 
     daily_send_quota = models.PositiveIntegerField(default=10_000)
+    timezone = models.CharField(
+        max_length=64, default="UTC", help_text="IANA zone: analytics days and hours are its own"
+    )
     open_tracking = models.BooleanField(default=True)
     click_tracking = models.BooleanField(default=True)
     postal_address = models.TextField(

@@ -69,6 +69,7 @@ def world_build(*, tenant: Tenant) -> World:
         enrollment=enrollment,
         lead=lead,
         campaign=campaign,
+        plan_version=enrollment.plan_version,
         step="intro",
         step_seq=1,
         to_email=lead.email,

@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("messaging.urls")),
     path("", include("messaging.inbound.urls")),
     path("", include("suppression.urls")),
+    path("", include("analytics.urls")),
 ]

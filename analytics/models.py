@@ -199,6 +199,22 @@ class JourneyDelta(JourneyFields):
         return f"journey delta {self.pk}"
 
 
+class MessageFirst(models.Model):
+    """A message's first human open (1), human click (2) or human reply (3): inserted by the
+    event trigger with ``ON CONFLICT DO NOTHING``, it is what makes ``unique_*`` exact when
+    events repeat or arrive out of order."""
+
+    pk = models.CompositePrimaryKey("message_id", "kind")
+    tenant = models.ForeignKey(
+        "tenancy.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    message_id = models.BigIntegerField()
+    kind = models.SmallIntegerField()
+
+    def __str__(self) -> str:
+        return f"message {self.message_id} first {self.kind}"
+
+
 class FillState(models.Model):
     """Per rollup: everything committed before ``filled_through`` has been applied."""
 

@@ -1,12 +1,12 @@
-"""The triggers that feed the analytics delta queues, and the first-of-kind ledger.
+"""The triggers that feed the analytics delta queues.
 
 Statement-level ``AFTER`` triggers with transition tables: one aggregated ``INSERT`` per
 statement whatever its row count, in the writer's own transaction. PostgreSQL allows one
 event per trigger when transition tables are used, hence three triggers per table.
 
-``analytics_messagefirst`` records that a message had its first human open, human click or
-human reply (``ON CONFLICT DO NOTHING``, in key order so concurrent writers never deadlock),
-which is what makes the ``unique_*`` counters exact under duplicated and re-ordered events.
+The event trigger records in ``analytics_messagefirst`` that a message had its first human
+open, click or reply (``ON CONFLICT DO NOTHING``, in key order so concurrent writers never
+deadlock), which is what makes the ``unique_*`` counters exact under repeated events.
 
 The counter list is frozen here on purpose: a later migration that adds a counter replaces
 these functions; it must not change what this one did.
@@ -218,16 +218,7 @@ CREATE TRIGGER analytics_enrollment_{op.lower()}_delta
 OPS = ("INSERT", "UPDATE", "DELETE")
 
 CREATE = (
-    """
-CREATE TABLE analytics_messagefirst (
-    tenant_id bigint NOT NULL REFERENCES tenancy_tenant (id) ON DELETE CASCADE
-        DEFERRABLE INITIALLY DEFERRED,
-    message_id bigint NOT NULL,
-    kind smallint NOT NULL,
-    PRIMARY KEY (message_id, kind)
-);
-"""
-    + "".join(_message_function(op) for op in OPS)
+    "".join(_message_function(op) for op in OPS)
     + EVENT_FUNCTION
     + "".join(_enrollment_function(op) for op in OPS)
 )
@@ -242,7 +233,6 @@ DROP = (
     )
     + "DROP TRIGGER IF EXISTS analytics_event_insert_delta ON messaging_messageevent;"
     + "DROP FUNCTION IF EXISTS analytics_event_insert_delta();"
-    + "DROP TABLE IF EXISTS analytics_messagefirst;"
 )
 
 

@@ -11,10 +11,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import connection
+from django.db.models import Sum
 from django.utils import timezone
 from psycopg import sql
 
-from analytics.models import COUNTERS, FillState, JourneyCount, SenderDailyStats, TenantDailyStats
+from analytics.models import (
+    COUNTERS,
+    CampaignDailyStats,
+    FillState,
+    JourneyCount,
+    SenderDailyStats,
+    TenantDailyStats,
+)
 from campaigns import selectors_campaigns
 from campaigns.models import Campaign, CampaignPlanVersion
 from messaging.selectors import sender_identity_get
@@ -70,6 +78,14 @@ def _add(into: Counts, row: dict[str, Any]) -> None:
 
 def _with_rates(counts: Counts) -> dict[str, Any]:
     return {**counts, "rates": rates(counts)}
+
+
+def with_rates(row: dict[str, Any] | None) -> dict[str, Any]:
+    """A row of counters (or nothing yet: zeros) with its rates."""
+    counts = _zero()
+    if row:
+        _add(counts, row)
+    return _with_rates(counts)
 
 
 def as_of() -> datetime.datetime | None:
@@ -399,6 +415,42 @@ def sender_analytics(*, tenant_id: int, sender_identity_id: int, days: int = 30)
             ),
         },
         "by_day": by_day,
+    }
+
+
+def campaign_totals(*, tenant_id: int) -> list[dict[str, Any]]:
+    """Every campaign of the tenant with its all-time counters (from the daily view)."""
+    return list(
+        CampaignDailyStats.objects.filter(tenant_id=tenant_id)
+        .values("campaign_id")
+        .annotate(**{c: Sum(c) for c in COUNTERS})
+        .order_by("campaign_id")
+    )
+
+
+def sender_totals(*, tenant_id: int, days: int = 30) -> list[dict[str, Any]]:
+    """Every sender identity of the tenant with its counters over the last ``days`` days."""
+    since = timezone.now().date() - datetime.timedelta(days=days)
+    return list(
+        SenderDailyStats.objects.filter(tenant_id=tenant_id, day__gt=since)
+        .values("sender_identity_id")
+        .annotate(**{c: Sum(c) for c in COUNTERS})
+        .order_by("sender_identity_id")
+    )
+
+
+def sender_health(row: dict[str, Any] | None) -> dict[str, Any]:
+    """Sent, and spam and bounce rates with their status against the providers' limits."""
+    counts = with_rates(row)
+    figures = counts["rates"]
+    return {
+        "sent": counts["sent"],
+        "spam_rate": figures["spam_rate"],
+        "spam_status": _health(figures["spam_rate"], warn=SPAM_RATE_WARN, limit=SPAM_RATE_LIMIT),
+        "bounce_rate": figures["bounce_rate"],
+        "bounce_status": _health(
+            figures["bounce_rate"], warn=BOUNCE_RATE_WARN, limit=BOUNCE_RATE_LIMIT
+        ),
     }
 
 

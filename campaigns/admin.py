@@ -8,7 +8,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from campaigns.models import (
     Campaign,
@@ -107,7 +109,14 @@ class CampaignAdmin(admin.ModelAdmin):
     autocomplete_fields = ["tenant"]
     raw_id_fields = ["sender_identity", "current_version"]
     list_select_related = ["tenant", "sender_identity", "current_version__campaign"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["analytics", "created_at", "updated_at"]
+
+    @admin.display(description="Analytics")
+    def analytics(self, obj: Campaign) -> str:
+        if not obj.pk:
+            return "-"
+        url = reverse("dashboard-campaign", kwargs={"slug": obj.tenant.slug, "campaign_id": obj.pk})
+        return format_html('<a href="{}">Open the dashboard</a>', url)
 
 
 @admin.register(CampaignPlanVersion)

@@ -12,4 +12,5 @@ urlpatterns = [
     path("api/v1/", include("outreach.api_urls")),
     path("webhooks/", include("outreach.webhook_urls")),
     path("u/", include("suppression.public_urls")),
+    path("dashboard/", include("analytics.dashboard_urls")),
 ]

@@ -13,3 +13,5 @@ import os  # noqa: E402
 INBOUND_REPLY_DOMAIN = os.environ.get("INBOUND_REPLY_DOMAIN", "reply.demo-outreach.example.com")
 # Spread a campaign's first touches over 20 s instead of 5 minutes, so the demo moves fast.
 SEND_JITTER_SECONDS = int(os.environ.get("SEND_JITTER_SECONDS", "20"))
+# No collectstatic here: WhiteNoise serves straight from the apps' static folders.
+STATIC_ROOT = None

@@ -4,9 +4,13 @@ campaign running without opening a browser."""
 
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Count
+from django.db.models import Count, Sum
+from django.utils import timezone
 
+from analytics.models import FillState, HourlyRollup
+from analytics.views import share_url_build
 from campaigns.models import Campaign, Enrollment
 from messaging.models import InboundMessage, Message, MessageEvent
 from outreach.tenancy.models import Tenant
@@ -24,6 +28,10 @@ class Command(BaseCommand):
         found = Tenant.objects.filter(slug=tenant).first()
         if found is None:
             raise CommandError(f"demo_watch: no tenant with slug {tenant!r} (run seed_demo)")
+        self.stdout.write(
+            f"[demo] dashboard (fills as the campaign runs): "
+            f"{share_url_build(tenant=found, base_url=settings.PUBLIC_BASE_URL)}"
+        )
         while True:
             self.stdout.write(self._line(found.pk))
             self.stdout.flush()
@@ -59,6 +67,15 @@ class Command(BaseCommand):
             .values_list("event_type", "n")
         )
         replies = InboundMessage.objects.for_tenant(tenant_id).count()
+        rolled = HourlyRollup.objects.filter(tenant_id=tenant_id).aggregate(
+            sent=Sum("sent"), opened=Sum("unique_opens"), replied=Sum("unique_replies")
+        )
+        fill = FillState.objects.filter(name="hourly").first()
+        lag = (
+            f"{(timezone.now() - fill.filled_through).total_seconds():.0f}s behind"
+            if fill and fill.filled_through
+            else "not rolled up yet"
+        )
 
         def fmt(data: dict) -> str:
             return " ".join(f"{k}={v}" for k, v in sorted(data.items())) or "-"
@@ -66,5 +83,6 @@ class Command(BaseCommand):
         return (
             f"[demo] campaigns={campaigns} | enrollments: {fmt(states)} | live at step: "
             f"{fmt(steps)} | messages: {fmt(messages)} | events: {fmt(events)} | "
-            f"inbound replies={replies}"
+            f"inbound replies={replies} | dashboard: sent={rolled['sent'] or 0} "
+            f"opened={rolled['opened'] or 0} replied={rolled['replied'] or 0} ({lag})"
         )

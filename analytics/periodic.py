@@ -10,7 +10,7 @@ PERIODIC_TASKS = [
     Periodic(
         name="analytics: refresh the dashboard's daily views",
         task="maintenance.analytics_views_refresh",
-        every_seconds=60,
-        expires_seconds=55,
+        every_seconds=30,
+        expires_seconds=25,
     ),
 ]

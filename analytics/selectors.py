@@ -473,7 +473,12 @@ def tenant_analytics(
         .order_by("day")
         .values("day", *COUNTERS)
     )
-    totals, by_day = _daily(rows)
+    totals, found = _daily(rows)
+    by_date = {row["day"]: row for row in found}
+    by_day = [
+        by_date.get(day, {"day": day, **_zero()})
+        for day in (since + datetime.timedelta(days=n) for n in range((until - since).days + 1))
+    ]
     return {
         "tenant": {"id": tenant.pk, "name": tenant.name, "timezone": tenant.timezone},
         "as_of": FillState.objects.filter(name="views")

@@ -14,6 +14,6 @@ def analytics_refresh() -> int:
     return result.hourly_deltas + result.journey_deltas
 
 
-@shared_task(name="maintenance.analytics_views_refresh", ignore_result=True, expires=55)
+@shared_task(name="maintenance.analytics_views_refresh", ignore_result=True, expires=25)
 def analytics_views_refresh() -> bool:
     return rollup.analytics_views_refresh()

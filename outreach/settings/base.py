@@ -112,6 +112,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# analytics.apps creates the materialized views after migrate, once their tables exist.
+MATERIALIZED_VIEWS_DISABLE_SYNC_ON_MIGRATE = True
+
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # Without ``collectstatic`` (make run, tests) WhiteNoise serves from the apps' static folders.

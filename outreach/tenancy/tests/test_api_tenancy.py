@@ -32,6 +32,12 @@ LISTS = {
 }
 
 
+def _resource(template: str) -> str:
+    """The route's object: its first path segment (``/api/v1/analytics/<object>/…`` the second)."""
+    segments = template.split("/")
+    return segments[4] if segments[3] == "analytics" else segments[3]
+
+
 def _api_routes() -> list[tuple[str, list[str], object]]:
     """(path template with %(name)s placeholders, parameter names, view callback)."""
     routes = []
@@ -70,7 +76,7 @@ def _cases() -> list[tuple[str, list[str], str]]:
 
 
 def _fill(template: str, params: list[str], world: World) -> str:
-    resource = template.split("/")[3]
+    resource = _resource(template)
     values = {}
     for name in params:
         values[name] = RESOURCE_IDS[resource](world) if name == "pk" else EXTRA_PARAMS[name](world)
@@ -87,7 +93,7 @@ def test_every_route_with_an_id_is_in_the_matrix():
     for template, params, _ in _api_routes():
         if not params:
             continue
-        resource = template.split("/")[3]
+        resource = _resource(template)
         extra = [name for name in params if name != "pk" and name not in EXTRA_PARAMS]
         if resource not in RESOURCE_IDS or "pk" not in params or extra:
             unknown.append(template)

@@ -9,6 +9,7 @@ from django.db import connection
 
 from analytics.models import BUCKET_KEYS, COUNTERS, HourlyRollup
 from analytics.services.recount import hourly_recount
+from campaigns.models import Enrollment
 from messaging.models import Message, WebhookReceipt
 from messaging.services.receipts import webhook_receipt_create, webhook_receipt_normalise
 from messaging.tests.webhook_support import sg_event
@@ -54,6 +55,21 @@ def campaign_messages(tenant, *, hours: list[datetime.datetime], per_hour: int, 
             message.refresh_from_db()
             messages.append(message)
     return campaign, messages
+
+
+def enrollments_make(campaign, n: int) -> list[Enrollment]:
+    """``n`` leads enrolled in the campaign, on its first step."""
+    return [
+        Enrollment.objects.create(
+            tenant=campaign.tenant,
+            campaign=campaign,
+            lead=LeadFactory(tenant=campaign.tenant),
+            plan_version=campaign.current_version,
+            sender_identity=campaign.sender_identity,
+            current_step="intro",
+        )
+        for _ in range(n)
+    ]
 
 
 def receipt_post(tenant, events: list[dict]) -> None:

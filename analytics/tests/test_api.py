@@ -8,10 +8,13 @@ import pytest
 from django.utils import timezone
 
 from analytics.services.rollup import analytics_refresh, analytics_views_refresh
-from analytics.tests.support import campaign_messages, engagement_events, receipt_post
-from campaigns.models import Enrollment
+from analytics.tests.support import (
+    campaign_messages,
+    engagement_events,
+    enrollments_make,
+    receipt_post,
+)
 from messaging.tests.webhook_support import sg_event
-from outreach.testing.factories import LeadFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -26,15 +29,7 @@ def running_campaign(tenant):
     """A campaign with 20 sends two hours ago, their engagement, and 5 enrollments."""
     campaign, messages = campaign_messages(tenant, hours=[_top_of_hour(2)], per_hour=20)
     receipt_post(tenant, engagement_events(messages, rng=random.Random(3)))
-    for _ in range(5):
-        Enrollment.objects.create(
-            tenant=tenant,
-            campaign=campaign,
-            lead=LeadFactory(tenant=tenant),
-            plan_version=campaign.current_version,
-            sender_identity=campaign.sender_identity,
-            current_step="intro",
-        )
+    enrollments_make(campaign, 5)
     analytics_refresh()
     analytics_views_refresh()
     return campaign, messages

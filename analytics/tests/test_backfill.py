@@ -8,7 +8,6 @@ import sys
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 from django.utils import timezone
 
 from analytics.models import HourlyRollup
@@ -25,11 +24,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def _events_cleanup(tenant):
-    """The partitioned event table is unmanaged, so the transactional flush skips it."""
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM messaging_messageevent WHERE tenant_id = %s", [tenant.pk])
+def _events_cleanup(event_rows_cleanup):
+    """The partitioned event table is unmanaged: see ``event_rows_cleanup``."""
 
 
 def _hours(n: int) -> list[datetime.datetime]:

@@ -6,7 +6,6 @@ import random
 import re
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from analytics.services.rollup import analytics_refresh, analytics_views_refresh
@@ -26,11 +25,8 @@ pytestmark = [
 
 
 @pytest.fixture(autouse=True)
-def _events_cleanup(tenant):
-    """The partitioned event table is unmanaged, so the transactional flush skips it."""
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM messaging_messageevent WHERE tenant_id = %s", [tenant.pk])
+def _events_cleanup(event_rows_cleanup):
+    """The partitioned event table is unmanaged: see ``event_rows_cleanup``."""
 
 
 def test_the_campaign_page_draws_its_charts_and_plan_in_chromium(live_server, tenant):

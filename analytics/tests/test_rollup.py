@@ -12,6 +12,7 @@ from analytics.services.rollup import analytics_refresh
 from analytics.tests.support import (
     campaign_messages,
     engagement_events,
+    enrollments_make,
     receipt_post,
     recount_rows,
     reply_record,
@@ -20,7 +21,6 @@ from analytics.tests.support import (
 from campaigns.models import Enrollment
 from messaging.models import Message, MessageEvent
 from messaging.tests.webhook_support import sg_event
-from outreach.testing.factories import LeadFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -118,17 +118,7 @@ def test_a_send_outcome_that_changes_moves_the_message_between_counters(tenant):
 
 def test_journey_counts_follow_enrollments_through_steps_and_stops(tenant):
     campaign, _ = campaign_messages(tenant, hours=_hours(1), per_hour=0)
-    enrollments = [
-        Enrollment.objects.create(
-            tenant=tenant,
-            campaign=campaign,
-            lead=LeadFactory(tenant=tenant),
-            plan_version=campaign.current_version,
-            sender_identity=campaign.sender_identity,
-            current_step="intro",
-        )
-        for _ in range(5)
-    ]
+    enrollments = enrollments_make(campaign, 5)
     Enrollment.objects.filter(pk=enrollments[0].pk).update(
         state="stopped", stop_reason="replied", current_step="intro"
     )

@@ -27,11 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def _events_cleanup(tenant):
-    """The partitioned event table is unmanaged, so the transactional flush skips it."""
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM messaging_messageevent WHERE tenant_id = %s", [tenant.pk])
+def _events_cleanup(event_rows_cleanup):
+    """The partitioned event table is unmanaged: see ``event_rows_cleanup``."""
 
 
 def _env() -> dict[str, str]:

@@ -1,18 +1,17 @@
 """The SendGrid adapter: the only module that imports the ``sendgrid`` package.
 
 Every call comes back as a typed outcome (``messaging.providers.base``); network failures,
-timeouts and HTTP errors never escape as exceptions. The official client has no timeout of
-its own, so one is always set (``settings.SENDGRID_TIMEOUT_SECONDS``), and it speaks urllib,
-so its errors are mapped here:
+timeouts and HTTP errors never escape as exceptions. The official client defines each
+request (its versioned URL, ``Authorization`` and ``User-Agent``); the bytes travel over a
+kept-alive connection of the calling thread (``messaging.providers.transport``), with a
+timeout always set (``settings.SENDGRID_TIMEOUT_SECONDS``):
 
-- ``URLError`` means the request never fully left (refused, DNS, connect timeout): nothing
-  was sent.
-- A timeout or disconnect *after* the request was written means SendGrid may have accepted
+- a failure while connecting (refused, DNS, connect timeout) means nothing was sent;
+- a timeout or disconnect *after* the request was written means SendGrid may have accepted
   the message: those come back with ``maybe_delivered=True`` so the caller never blindly
   resends.
 
-The API key is a secret: it is never logged, and the client library's own debug lines (which
-print request headers) are redacted.
+The API key is a secret: it only ever travels in the request's headers and is never logged.
 """
 
 from __future__ import annotations
@@ -21,15 +20,12 @@ import datetime
 import http.client
 import json
 import logging
-import re
 import time
 from functools import lru_cache
 from typing import Any
-from urllib.error import URLError
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from python_http_client.exceptions import HTTPError as SendGridHTTPError
 from sendgrid import SendGridAPIClient
 
 from messaging.providers.base import (
@@ -42,6 +38,7 @@ from messaging.providers.base import (
     ValidationResult,
 )
 from messaging.providers.payload import OutboundEmail, PayloadError, mail_send_payload_build
+from messaging.providers.transport import HttpFailure, http_post
 from messaging.services.tenant_secrets import SecretDecryptError, tenant_sendgrid_key_get
 
 logger = logging.getLogger(__name__)
@@ -55,21 +52,6 @@ _PERMANENT_REASONS = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
-_BEARER = re.compile(r"(Bearer\s+)[^\s'\",}]+")
-
-
-class _RedactBearer(logging.Filter):
-    """python_http_client logs request headers (``Authorization: Bearer <key>``) at DEBUG."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "Bearer" in message:
-            record.msg = _BEARER.sub(r"\1[redacted]", message)
-            record.args = None
-        return True
-
-
-logging.getLogger("python_http_client.client").addFilter(_RedactBearer())
 
 
 class ProviderConfigError(Exception):
@@ -119,8 +101,7 @@ def provider_credentials_get(*, tenant_id: int | None) -> ProviderCredentials:
 
 @lru_cache(maxsize=256)
 def _client(api_key: str, host: str, timeout: float) -> SendGridAPIClient:
-    # Clients are cheap but not free (headers, URL builder); one per (key, host) is shared by
-    # all threads: each call builds its own urllib request, nothing mutable is shared.
+    # One per (key, host), shared by all threads: only its URL and headers are read.
     client = SendGridAPIClient(api_key=api_key, host=host)
     client.client.timeout = timeout
     return client
@@ -195,50 +176,46 @@ def _error_messages(body: bytes | None, fallback: str) -> list[str]:
     return messages
 
 
-def _from_http_error(exc: SendGridHTTPError) -> Transient | Permanent:
-    status = int(exc.status_code)
-    messages = _error_messages(exc.body, str(getattr(exc, "reason", "") or ""))
+def _from_status(status: int, headers: Any, body: bytes) -> Transient | Permanent:
+    messages = _error_messages(body, http.client.responses.get(status, ""))
     if status == 429:
         return Transient(
-            "rate_limited", _rate_limit_reset(exc.headers), status, "; ".join(messages)[:500]
+            "rate_limited", _rate_limit_reset(headers), status, "; ".join(messages)[:500]
         )
     if status >= 500 or status == 408:
-        return Transient(
-            "server_error", _retry_after(exc.headers), status, "; ".join(messages)[:500]
-        )
+        return Transient("server_error", _retry_after(headers), status, "; ".join(messages)[:500])
     return Permanent(status, messages, _PERMANENT_REASONS.get(status, f"http_{status}"))
+
+
+@lru_cache(maxsize=256)
+def _endpoint(api_key: str, host: str, path: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """The URL and headers the official client would use for ``path`` (its versioned URL,
+    ``Authorization``, ``User-Agent``); the request itself goes over a kept-alive
+    connection (``messaging.providers.transport``) instead of its urllib opener."""
+    endpoint = _client(api_key, host, float(settings.SENDGRID_TIMEOUT_SECONDS)).client
+    for part in path:
+        endpoint = endpoint._(part)
+    headers = {**endpoint.request_headers, "Content-Type": "application/json"}
+    return endpoint._build_url(None), headers
 
 
 def _post(
     credentials: ProviderCredentials, path: tuple[str, ...], body: dict[str, Any]
 ) -> _Reply | Transient | Permanent:
-    endpoint = provider_client_get(credentials=credentials).client
-    for part in path:
-        endpoint = endpoint._(part)
+    url, headers = _endpoint(credentials.api_key, credentials.host, path)
     timeout = float(settings.SENDGRID_TIMEOUT_SECONDS)
-    try:
-        response = endpoint.post(request_body=body, timeout=timeout)
-    except SendGridHTTPError as exc:
-        return _from_http_error(exc)
-    except URLError as exc:
-        # Raised while connecting or writing the request: SendGrid never got it.
-        reason = exc.reason
-        if isinstance(reason, TimeoutError):
-            return Transient("connect_timeout", None, None, f"no connection within {timeout}s")
-        return Transient("connection_error", None, None, str(reason)[:500])
-    except TimeoutError:
-        return Transient(
-            "timeout", None, None, f"no answer within {timeout}s", maybe_delivered=True
-        )
-    except (http.client.HTTPException, OSError) as exc:
-        return Transient(
-            "connection_lost",
-            None,
-            None,
-            f"{type(exc).__name__}: {exc}"[:500],
-            maybe_delivered=True,
-        )
-    return _Reply(response.status_code, response.headers, response.body)
+    answer = http_post(
+        url=url,
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        headers=headers,
+        timeout=timeout,
+    )
+    if isinstance(answer, HttpFailure):
+        # Before the request was written nothing was sent; after it, SendGrid may have it.
+        return Transient(answer.reason, None, None, answer.detail, maybe_delivered=answer.sent)
+    if answer.status >= 400:
+        return _from_status(answer.status, answer.headers, answer.body)
+    return _Reply(answer.status, answer.headers, answer.body)
 
 
 def _log(event: str, level: int, fields: dict[str, Any]) -> None:

@@ -10,7 +10,9 @@ path finds the insert refused and does nothing.
 import datetime
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -469,15 +471,43 @@ def enrollment_locked(*, enrollment_id: int) -> Enrollment | None:
     )
 
 
-def enrollments_locked(*, enrollment_ids: list[int]) -> dict[int, Enrollment]:
-    """``enrollment_locked`` for many, by id: one query, rows locked in id order so two
-    callers sharing enrollments never deadlock."""
-    rows = (
+_ENROLLMENT_RELATED = ("lead", "plan_version", "sender_identity", "campaign", "tenant")
+
+
+def enrollments_locked(
+    *, enrollment_ids: list[int], loaded: Iterable[Enrollment] = ()
+) -> dict[int, Enrollment]:
+    """``enrollment_locked`` for many, by id: rows locked in id order so two callers sharing
+    enrollments never deadlock.
+
+    The enrollments come with their lead (joined); plan versions, identities, campaigns and
+    tenants, which a batch shares, are read once each and shared by the enrollments that
+    name them, instead of being joined (and the plan's JSON decoded) for every row.
+    ``loaded``: enrollments read earlier (a send batch's prepare phase) whose related
+    objects may be reused as they are; their own rows are still re-read under the lock.
+    """
+    known: dict[str, dict[int, Any]] = {name: {} for name in _ENROLLMENT_RELATED}
+    fields = {name: Enrollment._meta.get_field(name) for name in _ENROLLMENT_RELATED}
+    for enrollment in loaded:
+        for name, field in fields.items():
+            if field.is_cached(enrollment):
+                related = field.get_cached_value(enrollment)
+                known[name][related.pk] = related
+    query = (
         Enrollment.objects.select_for_update(of=("self",))
-        .select_related("plan_version", "lead", "sender_identity", "campaign", "tenant")
         .filter(pk__in=sorted(set(enrollment_ids)))
         .order_by("pk")
     )
+    rows = list(query.select_related("lead") if not known["lead"] else query)
+    for name, field in fields.items():
+        cache = known[name]
+        wanted = {getattr(e, field.attname) for e in rows if not field.is_cached(e)}
+        missing = wanted - cache.keys()
+        if missing:
+            cache.update(field.related_model._base_manager.in_bulk(list(missing)))
+        for enrollment in rows:
+            if not field.is_cached(enrollment):
+                field.set_cached_value(enrollment, cache[getattr(enrollment, field.attname)])
     return {enrollment.pk: enrollment for enrollment in rows}
 
 

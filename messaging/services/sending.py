@@ -18,6 +18,8 @@ For each claimed action, in order:
 
 import datetime
 import logging
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -46,7 +48,7 @@ from messaging.providers import (
 )
 from messaging.providers.payload import rfc_message_id_build
 from messaging.services import ratelimit
-from messaging.services.events import MESSAGE_STATUS_RANK
+from messaging.services.events import MESSAGE_STATUS_RANK, server_cursor
 from outreach.tenancy.models import Tenant
 from suppression.selectors import suppression_check
 from suppression.services import (
@@ -81,6 +83,7 @@ class _Ready:
     message: Message
     outbound: OutboundEmail
     capacity: ratelimit.CapacityGrant
+    enrollment: Enrollment
 
 
 @dataclass
@@ -159,11 +162,26 @@ def _provider_calls(ready: list[_Ready]) -> list:
                 reason="internal_error", detail=f"{type(exc).__name__}: {exc}", maybe_delivered=True
             )
 
-    threads = max(1, min(settings.SEND_THREADS, len(ready)))
-    if threads == 1:
+    if settings.SEND_THREADS <= 1 or len(ready) == 1:
         return [send(prepared) for prepared in ready]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(send, ready))
+    return list(_send_pool().map(send, ready))
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    """The process's provider-call threads. They outlive a batch so that each keeps its
+    connection to the provider open between batches (a forked worker makes its own)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (
+                os.getpid(),
+                ThreadPoolExecutor(max_workers=settings.SEND_THREADS, thread_name_prefix="send"),
+            )
+        return _pool[1]
 
 
 def _hold(
@@ -217,8 +235,14 @@ def _prepare_many(
         enrollment_ids=[action.enrollment_id for action in held.values()]
     )
     previous: dict[tuple[int, int], Message] = {}
-    for message in Message.objects.filter(enrollment_id__in=list(enrollments)).order_by("attempt"):
-        previous[(message.enrollment_id, message.step_seq)] = message  # the last attempt wins
+    step_entries = {(action.enrollment_id, action.step_seq) for action in held.values()}
+    earlier = Message.objects.filter(
+        enrollment_id__in=list(enrollments),
+        step_seq__in=sorted({step_seq for _, step_seq in step_entries}),
+    ).order_by("attempt")
+    for message in earlier:
+        if (message.enrollment_id, message.step_seq) in step_entries:
+            previous[(message.enrollment_id, message.step_seq)] = message  # the last attempt wins
     # The send locks are taken before suppressions are read (see suppression_send_lock).
     lockable = suppression_send_lock_many(
         emails=sorted({enrollment.lead.email for enrollment in enrollments.values()})
@@ -250,14 +274,70 @@ def _prepare_many(
         if passed is not None:
             checked.append(passed)
     grants = ratelimit.capacity_acquire_many(requests=[item.capacity for item in checked])
+    threads = _threads_find(checked)
     ready = []
     for item, grant in zip(checked, grants, strict=True):
-        prepared = _prepare_ready(item, grant, now, report)
+        prepared = _prepare_ready(item, grant, threads, now, report)
         if prepared is not None:
             ready.append(prepared)
     # The ledger rows commit with this transaction, before any provider call.
-    Message.objects.bulk_create([prepared.message for prepared in ready])
+    _messages_insert([prepared.message for prepared in ready])
     return ready
+
+
+_MESSAGE_FIELDS = (
+    "tenant_id",
+    "public_id",
+    "channel",
+    "sender_identity_id",
+    "enrollment_id",
+    "lead_id",
+    "campaign_id",
+    "plan_version_id",
+    "step",
+    "step_seq",
+    "variant",
+    "attempt",
+    "status",
+    "status_rank",
+    "to_email",
+    "subject",
+    "rfc_message_id",
+    "reply_token",
+)
+_MESSAGES_INSERT = """
+    INSERT INTO messaging_message
+        (tenant_id, public_id, channel, sender_identity_id, enrollment_id, lead_id,
+         campaign_id, plan_version_id, step, step_seq, variant, attempt, status, status_rank,
+         to_email, subject, rfc_message_id, reply_token, provider_message_id, smtp_id,
+         error_code, error_message, created_at, updated_at)
+    SELECT u.*, '', '', '', '', now(), now()
+    FROM unnest(%s::bigint[], %s::uuid[], %s::text[], %s::bigint[], %s::bigint[],
+                %s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::int[], %s::text[],
+                %s::int[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[],
+                %s::text[])
+        AS u(tenant_id, public_id, channel, sender_identity_id, enrollment_id, lead_id,
+             campaign_id, plan_version_id, step, step_seq, variant, attempt, status,
+             status_rank, to_email, subject, rfc_message_id, reply_token)
+    ORDER BY u.enrollment_id
+    RETURNING public_id, id
+"""
+
+
+def _messages_insert(messages: list[Message]) -> None:
+    """The batch's new ledger rows in one statement (columns as arrays, bound server-side),
+    each instance given its id. ``bulk_create`` cost more than the rest of the preparation."""
+    if not messages:
+        return
+    with server_cursor() as cursor:
+        cursor.execute(
+            _MESSAGES_INSERT,
+            [[getattr(message, name) for message in messages] for name in _MESSAGE_FIELDS],
+        )
+        ids = dict(cursor.fetchall())
+    for message in messages:
+        message.pk = ids[message.public_id]
+        message._state.adding = False
 
 
 def _prepare_one(
@@ -379,7 +459,11 @@ def _prepare_one(
 
 
 def _prepare_ready(
-    checked: _Checked, grant: ratelimit.CapacityGrant, now: datetime.datetime, report
+    checked: _Checked,
+    grant: ratelimit.CapacityGrant,
+    threads: dict[tuple[int, str], Message],
+    now: datetime.datetime,
+    report,
 ) -> _Ready | None:
     """The rest of an action's preparation once capacity answered: hold it, or compose."""
     action, enrollment = checked.action, checked.enrollment
@@ -394,9 +478,10 @@ def _prepare_ready(
         _hold(action.pk, action.attempt, due, f"no capacity: {grant.reason}", report)
         return None
     message, outbound = _compose(
-        enrollment, action.step, action.step_seq, checked.next_attempt, now
+        enrollment, action.step, action.step_seq, checked.next_attempt, threads, now
     )
-    return _Ready(action.pk, action.attempt, message, outbound, grant)  # inserted by the caller
+    # Inserted by the caller, with the rest of the batch.
+    return _Ready(action.pk, action.attempt, message, outbound, grant, enrollment)
 
 
 def _after_previous(
@@ -471,7 +556,12 @@ def _after_previous(
 
 
 def _compose(
-    enrollment: Enrollment, step_name: str, step_seq: int, attempt: int, now: datetime.datetime
+    enrollment: Enrollment,
+    step_name: str,
+    step_seq: int,
+    attempt: int,
+    threads: dict[tuple[int, str], Message],
+    now: datetime.datetime,
 ) -> tuple[Message, OutboundEmail]:
     plan = enrollment.plan_version.plan
     step = engine.step_get(plan, step_name)
@@ -497,7 +587,7 @@ def _compose(
     unsubscribe_url = unsubscribe_url_build(
         tenant_id=enrollment.tenant_id, email=lead.email, message_public_id=str(message.public_id)
     )
-    in_reply_to, references, thread_subject = _thread(enrollment, step)
+    in_reply_to, references, thread_subject = _thread(enrollment, step, threads)
     rendered = plans.plan_render_step(
         plan=plan,
         step_name=step_name,
@@ -551,18 +641,39 @@ def _lead_fields(lead) -> dict:
     }
 
 
-def _thread(enrollment: Enrollment, step: dict) -> tuple[str, list[str], str]:
+def _threads_find(checked: list[_Checked]) -> dict[tuple[int, str], Message]:
+    """The sent messages that the batch's follow-ups thread with, by (enrollment, step), in
+    one query: the latest sent one of each step."""
+    wanted: set[tuple[int, str]] = set()
+    for item in checked:
+        plan = item.enrollment.plan_version.plan
+        earlier = engine.step_get(plan, item.action.step).get("thread_with")
+        if earlier:
+            wanted.add((item.enrollment.pk, earlier))
+    if not wanted:
+        return {}
+    found: dict[tuple[int, str], Message] = {}
+    originals = (
+        Message.objects.filter(
+            enrollment_id__in=sorted({enrollment_id for enrollment_id, _ in wanted}),
+            step__in=sorted({step for _, step in wanted}),
+            status__in=list(SENT_STATES),
+        )
+        .only("enrollment_id", "step", "step_seq", "attempt", "subject", "rfc_message_id")
+        .order_by("step_seq", "attempt")
+    )
+    for message in originals:
+        if (message.enrollment_id, message.step) in wanted:
+            found[(message.enrollment_id, message.step)] = message  # the latest wins
+    return found
+
+
+def _thread(
+    enrollment: Enrollment, step: dict, threads: dict[tuple[int, str], Message]
+) -> tuple[str, list[str], str]:
     """For a follow-up that threads with an earlier step: In-Reply-To, References, subject."""
     earlier = step.get("thread_with")
-    if not earlier:
-        return "", [], ""
-    original = (
-        Message.objects.filter(
-            enrollment_id=enrollment.pk, step=earlier, status__in=list(SENT_STATES)
-        )
-        .order_by("-step_seq", "-attempt")
-        .first()
-    )
+    original = threads.get((enrollment.pk, earlier)) if earlier else None
     if original is None:
         return "", [], ""
     subject = original.subject
@@ -591,7 +702,8 @@ def _record_accepted(accepted: list[tuple[_Ready, Accepted]], report: SendBatchR
                 items=[[prepared.action_id, prepared.attempt] for prepared, _ in accepted]
             )
             enrollments = engine.enrollments_locked(
-                enrollment_ids=[prepared.message.enrollment_id for prepared, _ in accepted]
+                enrollment_ids=[prepared.message.enrollment_id for prepared, _ in accepted],
+                loaded=[prepared.enrollment for prepared, _ in accepted],
             )
             engine.enrollments_after_send(
                 sent=[

@@ -6,14 +6,13 @@ and its consequence commit together) and after an inbound reply was classified.
 
 import datetime
 import logging
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
 
 from campaigns.models import Enrollment
 from campaigns.services import engine, send_time
-from messaging.services.engagement import message_events_for_transitions
+from messaging.services.engagement import StoredEvent
 
 logger = logging.getLogger(__name__)
 
@@ -40,33 +39,7 @@ STOP_REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    event_id: int
-    event_type: str
-    occurred_at: datetime.datetime
-    machine_open: bool
-    bot_click: bool
-    message_id: int
-    message_step_seq: int
-    enrollment_id: int
-
-
-def _candidates(
-    tenant_id: int,
-    event_ids: list[int],
-    occurred_range: tuple[datetime.datetime, datetime.datetime] | None,
-) -> list[_Candidate]:
-    rows = message_events_for_transitions(
-        tenant_id=tenant_id,
-        event_ids=event_ids,
-        event_types=list(EVENT_TRIGGERS),
-        occurred_range=occurred_range,
-    )
-    return [_Candidate(*row) for row in rows]
-
-
-def _trigger_for(candidate: _Candidate, step: dict) -> str | None:
+def _trigger_for(candidate: StoredEvent, step: dict) -> str | None:
     trigger = EVENT_TRIGGERS[candidate.event_type]
     if trigger == "open" and candidate.machine_open and not step.get("count_machine_opens"):
         return None  # Apple MPP pre-fetch, not a human reading the email
@@ -75,25 +48,21 @@ def _trigger_for(candidate: _Candidate, step: dict) -> str | None:
     return trigger
 
 
-def enrollment_events_apply(
-    *,
-    tenant_id: int,
-    event_ids: list[int],
-    occurred_range: tuple[datetime.datetime, datetime.datetime] | None = None,
-) -> int:
-    """Advance enrollments for freshly stored events; returns how many enrollments moved.
+def enrollment_events_apply(*, tenant_id: int, events: list[StoredEvent]) -> int:
+    """Advance enrollments for freshly stored events (those of campaign messages, handed
+    over by the normaliser in its transaction); returns how many enrollments moved.
 
-    Idempotent: a re-delivered event finds its step entry already left (the transition row
-    exists) and changes nothing. Events for an earlier step's message only matter when they
-    end the journey (reply, bounce, complaint, unsubscribe).
+    Events are taken oldest first. Idempotent: a re-delivered event finds its step entry
+    already left (the transition row exists) and changes nothing. Events for an earlier
+    step's message only matter when they end the journey (reply, bounce, complaint,
+    unsubscribe).
     """
-    if not event_ids:
-        return 0
     moved = 0
     now = timezone.now()
-    by_enrollment: dict[int, list[_Candidate]] = {}
-    for candidate in _candidates(tenant_id, event_ids, occurred_range):
-        by_enrollment.setdefault(candidate.enrollment_id, []).append(candidate)
+    by_enrollment: dict[int, list[StoredEvent]] = {}
+    for candidate in sorted(events, key=lambda event: (event.occurred_at, event.event_id)):
+        if candidate.event_type in EVENT_TRIGGERS:
+            by_enrollment.setdefault(candidate.enrollment_id, []).append(candidate)
     if not by_enrollment:
         return 0
     # Cheap pre-filter without locks: most events (delivered, opens) lead nowhere.
@@ -120,7 +89,7 @@ def enrollment_events_apply(
     return moved
 
 
-def _acts(candidate: _Candidate, step: dict, current_seq: int) -> bool:
+def _acts(candidate: StoredEvent, step: dict, current_seq: int) -> bool:
     trigger = _trigger_for(candidate, step)
     if trigger is None:
         return False
@@ -129,7 +98,7 @@ def _acts(candidate: _Candidate, step: dict, current_seq: int) -> bool:
     return candidate.message_step_seq == current_seq and engine.step_edge(step, trigger) is not None
 
 
-def _apply_one(enrollment: Enrollment, candidate: _Candidate, now: datetime.datetime) -> bool:
+def _apply_one(enrollment: Enrollment, candidate: StoredEvent, now: datetime.datetime) -> bool:
     if enrollment.state not in (Enrollment.State.ACTIVE, Enrollment.State.PAUSED):
         return False
     step = engine.step_get(enrollment.plan_version.plan, enrollment.current_step)

@@ -1,44 +1,27 @@
-"""What the campaign engine needs from the event store: read fresh events with their
-messages, and record synthetic events (timeouts) the same way real ones are recorded."""
+"""What the campaign engine needs from the event store: fresh events with their messages,
+and synthetic events (timeouts) recorded the same way real ones are."""
 
 import datetime
 import json
+from dataclasses import dataclass
 
 from django.db import connection
 from django.utils import timezone
 
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-_FAR_FUTURE = datetime.datetime(9999, 1, 1, tzinfo=datetime.UTC)
 
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A freshly stored event on a campaign message, as the normaliser hands it to the
+    campaign engine (in the same transaction): what it needs, without reading it back."""
 
-def message_events_for_transitions(
-    *,
-    tenant_id: int,
-    event_ids: list[int],
-    event_types: list[str],
-    occurred_range: tuple[datetime.datetime, datetime.datetime] | None = None,
-) -> list[tuple]:
-    """Rows ``(event_id, event_type, occurred_at, machine_open, bot_click, message_id,
-    message_step_seq, enrollment_id)`` for events on campaign messages, oldest first.
-
-    ``occurred_range`` (the first and last ``occurred_at`` of these events) lets Postgres
-    read only the monthly partitions that can hold them instead of probing every one."""
-    low, high = occurred_range or (_EPOCH, _FAR_FUTURE)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT e.id, e.event_type, e.occurred_at, e.is_machine_open, e.is_bot_click,
-                   m.id, m.step_seq, m.enrollment_id
-            FROM messaging_messageevent e
-            JOIN messaging_message m ON m.id = e.message_id AND m.tenant_id = e.tenant_id
-            WHERE e.tenant_id = %s AND e.id = ANY(%s) AND m.enrollment_id IS NOT NULL
-              AND e.event_type = ANY(%s)
-              AND e.occurred_at >= %s AND e.occurred_at <= %s
-            ORDER BY e.occurred_at, e.id
-            """,
-            [tenant_id, event_ids, event_types, low, high],
-        )
-        return cursor.fetchall()
+    event_id: int
+    event_type: str
+    occurred_at: datetime.datetime
+    machine_open: bool
+    bot_click: bool
+    message_id: int
+    message_step_seq: int
+    enrollment_id: int
 
 
 def message_event_exists(

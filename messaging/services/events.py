@@ -63,6 +63,7 @@ from django.db import connection
 from django.utils import timezone
 
 from messaging.models import Message
+from messaging.services.engagement import StoredEvent
 from messaging.webhooks.sendgrid_events import (
     NormalisedEvent,
     clean_text,
@@ -153,6 +154,7 @@ class _MessageRow:
     id: int
     provider_message_id: str
     enrollment_id: int | None
+    step_seq: int
     to_email: str
     status_rank: int
     smtp_id: str
@@ -160,13 +162,13 @@ class _MessageRow:
 
 
 _MESSAGES_BY_PUBLIC_ID = """
-    SELECT public_id, id, provider_message_id, enrollment_id, lower(to_email), status_rank,
-           smtp_id, sent_at
+    SELECT public_id, id, provider_message_id, enrollment_id, step_seq, lower(to_email),
+           status_rank, smtp_id, sent_at
     FROM messaging_message
     WHERE tenant_id = %s AND public_id = ANY(%b::uuid[])
 """
 _MESSAGES_BY_PROVIDER_ID = """
-    SELECT id, provider_message_id, enrollment_id, lower(to_email), status_rank,
+    SELECT id, provider_message_id, enrollment_id, step_seq, lower(to_email), status_rank,
            smtp_id, sent_at
     FROM messaging_message
     WHERE tenant_id = %s AND provider_message_id <> '' AND provider_message_id = ANY(%b::text[])
@@ -247,9 +249,10 @@ def _keys_claim(cursor, tenant_id: int, keys: list[str]) -> set[str]:
 
 def _events_insert(
     cursor, tenant_id: int, receipt_id: int | None, received_at, events: list[NormalisedEvent]
-) -> list[int]:
-    """One INSERT for the batch. Rows travel as one JSON document (a single C-encoded dump,
-    parsed once by Postgres) rather than a dozen arrays dumped element by element."""
+) -> None:
+    """One INSERT for the batch, each event given its id. Rows travel as one JSON document
+    (a single C-encoded dump, parsed once by Postgres) rather than a dozen arrays dumped
+    element by element."""
     rows = [
         {
             "m": e.message_id,
@@ -274,11 +277,13 @@ def _events_insert(
         SELECT %s, u.m, u.n, u.t, u.o, %s, u.k, u.p, u.e, u.mo, u.bc, %s, u.r
         FROM jsonb_to_recordset(%s::jsonb) AS u(m bigint, n bigint, t text, o timestamptz,
              k text, p text, e text, mo boolean, bc boolean, r jsonb)
-        RETURNING id
+        RETURNING provider_event_id, id
         """,
         [tenant_id, received_at, receipt_id, jsonb_text(rows)],
     )
-    return [row[0] for row in cursor.fetchall()]
+    ids = dict(cursor.fetchall())  # keys are unique within a batch (claimed once each)
+    for event in events:
+        event.id = ids[event.key]
 
 
 def _status_of(event: NormalisedEvent) -> str | None:
@@ -512,7 +517,7 @@ def message_events_store(
         ]
         messages = _messages_attach(cursor, tenant_id, events)
         _bot_clicks_flag(events, messages)
-        event_ids = _events_insert(cursor, tenant_id, receipt_id, received_at, events)
+        _events_insert(cursor, tenant_id, receipt_id, received_at, events)
         _messages_update(cursor, events, messages)
         _alerts_raise(tenant_id, events)
         suppressed = 0
@@ -522,11 +527,20 @@ def message_events_store(
         # Imported here: the campaign engine imports messaging, not the other way round.
         from campaigns.services import transitions
 
-        if event_ids:
-            occurred = [event.occurred_at for event in events]
-            transitions.enrollment_events_apply(
-                tenant_id=tenant_id,
-                event_ids=event_ids,
-                occurred_range=(min(occurred), max(occurred)),
+        on_campaigns = [
+            StoredEvent(
+                event_id=event.id,
+                event_type=event.event_type,
+                occurred_at=event.occurred_at,
+                machine_open=event.is_machine_open,
+                bot_click=event.is_bot_click,
+                message_id=event.message_id,
+                message_step_seq=messages[event.message_id].step_seq,
+                enrollment_id=event.enrollment_id,
             )
-    return EventsStored(len(raw_events), event_ids, suppressed)
+            for event in events
+            if event.message_id is not None and event.enrollment_id is not None
+        ]
+        if on_campaigns:
+            transitions.enrollment_events_apply(tenant_id=tenant_id, events=on_campaigns)
+    return EventsStored(len(raw_events), [event.id for event in events], suppressed)

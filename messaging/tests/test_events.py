@@ -16,7 +16,7 @@ from messaging.services.receipts import (
     webhook_receipt_normalise,
     webhook_receipts_sweep,
 )
-from messaging.tests.webhook_support import message_make, sg_event
+from messaging.tests.webhook_support import campaign_message_make, message_make, sg_event
 from outreach.tenancy.models import TenantAlert
 from outreach.testing.factories import LeadFactory
 from suppression.models import Suppression
@@ -31,9 +31,9 @@ def hook_calls(monkeypatch):
     calls: list[dict] = []
     real = transitions.enrollment_events_apply
 
-    def record(*, tenant_id, event_ids, occurred_range=None):
-        calls.append({"tenant_id": tenant_id, "event_ids": list(event_ids)})
-        return real(tenant_id=tenant_id, event_ids=event_ids, occurred_range=occurred_range)
+    def record(*, tenant_id, events):
+        calls.append({"tenant_id": tenant_id, "event_ids": sorted(e.event_id for e in events)})
+        return real(tenant_id=tenant_id, events=events)
 
     monkeypatch.setattr(transitions, "enrollment_events_apply", record)
     return calls
@@ -64,16 +64,26 @@ def _events(tenant, **filters):
 
 
 def test_events_map_to_our_message_by_custom_arg(tenant, hook_calls):
-    message = message_make(tenant, provider_message_id="")
-    result = _process(tenant, [sg_event(message, "delivered"), sg_event(message, "open")])
-    assert len(result.new_event_ids) == 2
+    message = campaign_message_make(tenant, provider_message_id="")
+    transactional = message_make(tenant)  # not sent by a campaign: nothing for the engine
+    result = _process(
+        tenant,
+        [
+            sg_event(message, "delivered"),
+            sg_event(message, "open"),
+            sg_event(transactional, "open"),
+        ],
+    )
+    assert len(result.new_event_ids) == 3
     stored = _events(tenant)
-    assert {e.message_id for e in stored} == {message.pk}
-    assert {e.event_type for e in stored} == {"delivered", "open"}
-    assert all(e.email == message.to_email and e.receipt_id for e in stored)
+    assert {e.message_id for e in stored} == {message.pk, transactional.pk}
+    ours = [e for e in stored if e.message_id == message.pk]
+    assert {e.event_type for e in ours} == {"delivered", "open"}
+    assert all(e.email == message.to_email and e.receipt_id for e in ours)
+    assert all(e.enrollment_id == message.enrollment_id for e in ours)
     receipt = WebhookReceipt.objects.get()
-    assert receipt.processed_at is not None and receipt.event_count == 2
-    assert hook_calls == [{"tenant_id": tenant.pk, "event_ids": result.new_event_ids}]
+    assert receipt.processed_at is not None and receipt.event_count == 3
+    assert hook_calls == [{"tenant_id": tenant.pk, "event_ids": sorted(e.id for e in ours)}]
 
 
 def test_events_without_our_id_map_by_sendgrid_message_id_prefix(tenant):
@@ -128,7 +138,7 @@ def test_another_tenants_message_id_is_never_attached(tenant, other_tenant):
 
 
 def test_the_same_batch_delivered_again_stores_nothing_new(tenant, hook_calls):
-    message = message_make(tenant)
+    message = campaign_message_make(tenant)
     batch = [sg_event(message, "delivered"), sg_event(message, "open")]
     first = _process(tenant, batch)
     again = _process(tenant, list(reversed(batch)))
@@ -167,7 +177,7 @@ def test_the_same_event_id_in_two_tenants_is_two_events(tenant, other_tenant):
 
 
 def test_a_task_delivered_twice_has_its_effect_once(tenant, hook_calls):
-    message = message_make(tenant)
+    message = campaign_message_make(tenant)
     receipt_id = _receive(tenant, [sg_event(message, "bounce", type="bounce", reason="550")])
     assert webhook_receipt_normalise(receipt_id=receipt_id) is not None
     assert webhook_receipt_normalise(receipt_id=receipt_id) is None
@@ -442,7 +452,7 @@ def test_old_blocked_bounces_fall_out_of_the_window(tenant, settings):
 
 
 def test_suppression_commits_with_the_event_or_not_at_all(tenant, monkeypatch):
-    message = message_make(tenant)
+    message = campaign_message_make(tenant)
 
     def broken(**kwargs):
         raise RuntimeError("campaign engine unavailable")
@@ -471,7 +481,7 @@ def test_suppression_commits_with_the_event_or_not_at_all(tenant, monkeypatch):
 def test_shadow_mode_stores_events_but_suppresses_nothing_and_calls_no_hook(tenant, hook_calls):
     tenant.webhook_shadow_mode = True
     tenant.save()
-    message = message_make(tenant)
+    message = campaign_message_make(tenant)
     _process(
         tenant,
         [
@@ -524,7 +534,7 @@ def test_a_receipt_that_keeps_failing_stops_being_retried_and_alerts(tenant, set
         raise RuntimeError("boom")
 
     monkeypatch.setattr(transitions, "enrollment_events_apply", broken)
-    receipt_id = _receive(tenant, [sg_event(None, "open", email="a@x.test")])
+    receipt_id = _receive(tenant, [sg_event(campaign_message_make(tenant), "open")])
     _age(receipt_id, 120)
     assert webhook_receipts_sweep() == 0
     assert webhook_receipts_sweep() == 0

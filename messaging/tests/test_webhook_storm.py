@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from messaging.models import Message, MessageEvent, MessageEventKey, WebhookReceipt
 from messaging.services.receipts import webhook_receipts_sweep
-from messaging.tests.webhook_support import message_make, sg_event
+from messaging.tests.webhook_support import campaign_message_make, message_make, sg_event
 from outreach.testing.factories import LeadFactory
 from suppression.models import Suppression
 
@@ -201,7 +201,7 @@ def test_a_storm_of_duplicated_shuffled_batches_stores_each_event_once(tenant, t
 def test_a_worker_killed_mid_batch_loses_nothing(tenant, tmp_path):
     """SIGKILL a process holding a receipt half-way through its transaction: nothing of it
     commits, and the sweeper later stores every event exactly once."""
-    message = message_make(tenant)
+    message = campaign_message_make(tenant)
     receipt_id = _receipt(
         tenant, [sg_event(message, "delivered"), sg_event(message, "bounce", type="bounce")]
     )

@@ -64,7 +64,7 @@ def post_signed(client, tenant: Tenant, key: SigningKey, events: Any, **extra):
 
 
 def message_make(tenant: Tenant, **fields) -> Message:
-    identity = SenderIdentityFactory(tenant=tenant)
+    identity = fields.pop("sender_identity", None) or SenderIdentityFactory(tenant=tenant)
     lead = fields.pop("lead", None) or LeadFactory(tenant=tenant)
     defaults = {
         "tenant": tenant,
@@ -78,6 +78,49 @@ def message_make(tenant: Tenant, **fields) -> Message:
     }
     defaults.update(fields)
     return Message.objects.create(**defaults)
+
+
+CAMPAIGN_PLAN = {
+    "name": "Webhook tests",
+    "start": "intro",
+    "steps": {
+        "intro": {
+            "type": "email",
+            "variants": [{"name": "a", "subject": "Hi", "text": "Hello"}],
+            "on": {"open": "done"},
+        },
+        "done": {"type": "end", "outcome": "opened"},
+    },
+}
+
+
+def campaign_message_make(tenant: Tenant, **fields) -> Message:
+    """``message_make`` for a message an enrollment sent (step ``intro``, entry 1)."""
+    from campaigns.models import Enrollment
+    from outreach.testing.factories import campaign_with_plan
+
+    identity = SenderIdentityFactory(tenant=tenant)
+    lead = fields.pop("lead", None) or LeadFactory(tenant=tenant)
+    campaign = campaign_with_plan(tenant=tenant, plan=CAMPAIGN_PLAN, identity=identity)
+    enrollment = Enrollment.objects.create(
+        tenant=tenant,
+        campaign=campaign,
+        lead=lead,
+        plan_version=campaign.current_version,
+        sender_identity=identity,
+        current_step="intro",
+        step_seq=1,
+    )
+    defaults = {
+        "sender_identity": identity,
+        "enrollment": enrollment,
+        "campaign": campaign,
+        "plan_version": campaign.current_version,
+        "step": "intro",
+        "step_seq": 1,
+    }
+    defaults.update(fields)
+    return message_make(tenant, lead=lead, **defaults)
 
 
 _counter = iter(range(10**9))

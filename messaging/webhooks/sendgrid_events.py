@@ -142,6 +142,7 @@ class NormalisedEvent:
     is_machine_open: bool
     user_agent: str
     raw: dict[str, Any]
+    id: int | None = None  # set once stored
     message_id: int | None = None
     enrollment_id: int | None = None
     is_bot_click: bool = False

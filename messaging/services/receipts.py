@@ -8,7 +8,6 @@ its events.
 """
 
 import datetime
-import json
 import logging
 from typing import Any
 
@@ -18,7 +17,7 @@ from django.utils import timezone
 
 from messaging.models import WebhookReceipt
 from messaging.services.events import EventsStored, message_events_store, server_cursor
-from messaging.webhooks.sendgrid_events import jsonb_text
+from messaging.webhooks.sendgrid_events import json_strict_loads, jsonb_text
 from outreach.tenancy.models import TenantAlert
 
 logger = logging.getLogger(__name__)
@@ -102,7 +101,7 @@ def _record_failure(receipt_id: int, exc: BaseException) -> None:
 
 def _parse_body(body: bytes) -> list[Any] | None:
     try:
-        parsed = json.loads(body)
+        parsed = json_strict_loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
     return parsed if isinstance(parsed, list) else None

@@ -309,6 +309,20 @@ def test_hostile_field_values_are_stored_not_crashed(tenant):
     assert opened.provider_event_id.startswith("sha256:")
 
 
+def test_each_event_keeps_exactly_what_sendgrid_posted(tenant):
+    message = message_make(tenant)
+    posted = [
+        sg_event(message, "click", url="https://x.test/a?b=1&c=\u00e9", useragent="Mozilla/5.0"),
+        "not an event",  # skipped, and the events after it keep their own bodies
+        sg_event(message, "open", sg_machine_open=True, asm_group_id=7),
+        sg_event(message, "bounce", type="bounce", reason="550 5.1.1 unknown", status="5.1.1"),
+    ]
+    posted.append(dict(posted[0]))  # a repeat inside the batch is stored once
+    _process(tenant, posted)
+    stored = {event.provider_event_id: event.raw for event in _events(tenant)}
+    assert stored == {event["sg_event_id"]: event for event in posted if isinstance(event, dict)}
+
+
 def test_lone_surrogates_and_nul_escapes_in_the_json_are_stored_not_crashed(tenant):
     body = (
         b'[{"event":"open","email":"x\\ud800@x.test","sg_event_id":"id\\udfff",'

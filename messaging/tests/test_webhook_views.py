@@ -195,7 +195,12 @@ def test_a_declared_length_over_the_limit_is_413_without_reading(client, tenant,
         b"not json",
         b"",
         b"\xff\xfe[]",
+        # Python's json reads these; JSON (and Postgres) does not.
+        b'[{"event": "open", "timestamp": NaN}]',
+        b'[{"event": "open", "score": -Infinity}]',
+        b'[{"event": "open", "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]",
     ],
+    ids=["object", "numbers", "mixed", "text", "empty", "bom", "nan", "infinity", "nested"],
 )
 def test_a_signed_body_that_is_not_an_array_of_objects_is_400(client, tenant, body):
     key = tenant_with_key(tenant)

@@ -121,6 +121,19 @@ def _message_ref(raw: dict[str, Any]) -> uuid.UUID | None:
         return None
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_strict_loads(body: bytes | str) -> Any:
+    """``json.loads`` as JSON is written: ``NaN`` and ``Infinity`` (which Python accepts and
+    Postgres does not) are errors, and so is nesting too deep to parse (``ValueError``)."""
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+
+
 def jsonb_text(value: Any) -> str:
     """JSON text Postgres accepts as ``jsonb``: no NUL escape, no lone surrogate."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)

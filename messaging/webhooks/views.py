@@ -6,7 +6,6 @@ unknown tenant → 404, body too large → 413, signature or timestamp wrong →
 not a JSON array of objects → 400.
 """
 
-import json
 import logging
 import uuid
 
@@ -17,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from messaging.models import WebhookReceipt
 from messaging.services.receipts import webhook_receipt_create
+from messaging.webhooks.sendgrid_events import json_strict_loads
 from messaging.webhooks.signature import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -50,7 +50,7 @@ def _content_length(request: HttpRequest) -> int | None:
 
 def _is_array_of_objects(body: bytes) -> bool:
     try:
-        parsed = json.loads(body)
+        parsed = json_strict_loads(body)
     except (ValueError, UnicodeDecodeError):
         return False
     return isinstance(parsed, list) and all(isinstance(item, dict) for item in parsed)

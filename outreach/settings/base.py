@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 import dj_database_url
-from kombu import Queue
+
+from outreach.queues import celery_routing
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -168,19 +169,14 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
-CELERY_TASK_DEFAULT_QUEUE = "maintenance"
-CELERY_TASK_QUEUES = (
-    Queue("sending"),
-    Queue("events"),
-    Queue("maintenance"),
-)
-CELERY_TASK_ROUTES = {
-    "campaigns.*": {"queue": "sending"},
-    "messaging.message_send_batch": {"queue": "sending"},
-    "messaging.webhook_*": {"queue": "events"},
-    "messaging.inbound_*": {"queue": "events"},
-    "maintenance.*": {"queue": "maintenance"},
-}
+# Each queue has its own exchange and routing key (outreach.queues explains why).
+_ROUTING = celery_routing()
+CELERY_TASK_QUEUES = _ROUTING["task_queues"]
+CELERY_TASK_ROUTES = _ROUTING["task_routes"]
+CELERY_TASK_DEFAULT_QUEUE = _ROUTING["task_default_queue"]
+CELERY_TASK_DEFAULT_EXCHANGE = _ROUTING["task_default_exchange"]
+CELERY_TASK_DEFAULT_EXCHANGE_TYPE = _ROUTING["task_default_exchange_type"]
+CELERY_TASK_DEFAULT_ROUTING_KEY = _ROUTING["task_default_routing_key"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

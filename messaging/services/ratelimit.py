@@ -390,6 +390,12 @@ def capacity_usage_get(
     )
 
 
+def tenant_sent_today(*, tenant_id: int, now: dt.datetime) -> int:
+    """Sends taken from the tenant's daily quota in the UTC day containing ``now``."""
+    value = _redis().get(_tenant_key(tenant_id, tenant_day_window(now=now).label))
+    return int(value or 0)
+
+
 @dataclass(frozen=True)
 class IdentityCapacity:
     """What ``GET /sender-identities/{id}/capacity/`` reports."""

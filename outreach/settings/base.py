@@ -237,6 +237,10 @@ INBOUND_REPLY_DOMAIN = os.environ.get("INBOUND_REPLY_DOMAIN", "")
 INBOUND_PARSE_MAX_BODY_BYTES = int(os.environ.get("INBOUND_PARSE_MAX_BODY_BYTES", 30 << 20))
 INBOUND_PARSE_BASIC_AUTH = env_bool("INBOUND_PARSE_BASIC_AUTH", True)
 SEND_MAX_TRANSIENT_RETRIES = int(os.environ.get("SEND_MAX_TRANSIENT_RETRIES", "5"))
+# Feature flags and the sending kill switch are cached per process this long: a change takes
+# effect in every worker within it (at once in the process that made it).
+FEATURE_FLAGS_CACHE_SECONDS = float(os.environ.get("FEATURE_FLAGS_CACHE_SECONDS", "5"))
+CONTROLS_CACHE_SECONDS = float(os.environ.get("CONTROLS_CACHE_SECONDS", "1"))
 # Rechecks of paused tenants, campaigns and identities (their actions wait, they are not lost).
 SEND_PAUSED_RECHECK_SECONDS = int(os.environ.get("SEND_PAUSED_RECHECK_SECONDS", "600"))
 # An out-of-office reply without a stated return date pauses the enrollment this long.

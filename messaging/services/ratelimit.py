@@ -29,6 +29,7 @@ and retries later; it never sends without capacity.
 
 import datetime as dt
 import secrets
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -56,6 +57,7 @@ from messaging.services.capacity import (
     tenant_day_window,
 )
 from outreach.common.errors import ApplicationError, NotFound
+from outreach.metrics import metrics_add
 from outreach.tenancy.models import Tenant
 
 if TYPE_CHECKING:
@@ -272,7 +274,13 @@ def capacity_acquire_many(*, requests: list[CapacityRequest]) -> list[CapacityGr
     for call in calls:
         acquire(keys=call.keys, args=call.args, client=pipeline)
     replies = pipeline.execute()
-    return [call.grant(reply) for call, reply in zip(calls, replies, strict=True)]
+    grants = [call.grant(reply) for call, reply in zip(calls, replies, strict=True)]
+    refused = Counter(bucket for grant in grants for bucket in grant.blocked_by)
+    if refused:  # only when something was refused: one more round trip, then
+        metrics_add(
+            [("capacity_rejections", {"bucket": bucket}, n) for bucket, n in refused.items()]
+        )
+    return grants
 
 
 @dataclass(frozen=True)

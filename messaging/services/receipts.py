@@ -19,6 +19,7 @@ from django.utils import timezone
 from messaging.models import WebhookReceipt
 from messaging.services.events import EventsStored, message_events_store, server_cursor
 from messaging.webhooks.sendgrid_events import jsonb_text
+from outreach.metrics import metrics_add
 from outreach.tenancy.models import TenantAlert
 
 logger = logging.getLogger(__name__)
@@ -160,6 +161,13 @@ def webhook_receipt_normalise(*, receipt_id: int) -> EventsStored | None:
     except Exception as exc:
         _record_failure(receipt_id, exc)
         raise
+    metrics_add(
+        [
+            ("webhook_receipts_normalised", {}, 1),
+            ("events_received", {}, result.received),
+            ("events_stored", {}, len(result.new_event_ids)),
+        ]
+    )
     logger.info(
         "webhook.receipt.normalised",
         extra={

@@ -128,6 +128,14 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 20_000
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# /metrics (outreach.metrics): a bearer token and/or the networks a scraper comes from.
+# Production refuses to serve metrics with neither set.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS")
+METRICS_REQUIRE_PROTECTION = env_bool("METRICS_REQUIRE_PROTECTION", False)
+# /readyz fails when beat's every-second sweep last ran longer ago than this.
+READINESS_BEAT_MAX_AGE_SECONDS = int(os.environ.get("READINESS_BEAT_MAX_AGE_SECONDS", "30"))
+
 # Sending capacity (messaging.services.ratelimit). The global bucket protects the provider
 # account as a whole; 0 lifts it. First touches may use at most (1 - ratio) of each capped
 # window so follow-ups always find room.

@@ -264,13 +264,15 @@ def _insert_ignoring_existing(
 
 
 def lead_bulk_create(
-    *, tenant_id: int, rows: Sequence[tuple[int, Mapping[str, Any]]]
+    *, tenant_id: int, rows: Sequence[tuple[int, Mapping[str, Any]]], dry_run: bool = False
 ) -> LeadBulkResult:
     """Create many leads in one transaction; each row succeeds or fails on its own.
 
     ``rows`` pairs each row with the index the caller reports it by. A row with an invalid
     field lands in ``errors``; a row whose email the tenant already has (or that repeats an
     earlier row of the same batch) is skipped with a reason; the rest are inserted together.
+    Over the tenant's lead quota nothing is inserted (``QuotaExceeded``, 429). ``dry_run``
+    does all of it, quota included, and rolls the insert back.
     """
     if len(rows) > BULK_MAX_ROWS:
         raise ApplicationError(
@@ -307,6 +309,8 @@ def lead_bulk_create(
         existing = dict(
             Lead.objects.for_tenant(tenant_id).filter(email__in=missing).values_list("email", "id")
         )
+        if dry_run:
+            transaction.set_rollback(True)
     for index, clean in accepted:
         email = clean["email"]
         if email in inserted:

@@ -14,16 +14,19 @@ Idempotent: a message that is no longer ``needs_review`` is left alone (``Applic
 says so), and the re-send action's idempotency key is fixed per attempt.
 """
 
+import datetime
 import logging
 from typing import Literal
 
 from django.db import transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce, Greatest, NullIf
 from django.utils import timezone
 
 from campaigns.models import Enrollment
 from campaigns.services import engine, scheduler
-from messaging.models import Message
-from messaging.services.events import MESSAGE_STATUS_RANK
+from messaging.models import Message, MessageEvent
+from messaging.services.events import _STATUS_FOR_EVENT, MESSAGE_STATUS_RANK
 from outreach.common.errors import ApplicationError, NotFound
 from outreach.tenancy.audit import audit_record
 
@@ -132,3 +135,92 @@ def _enrollment_resume(
             ]
         )
     return True
+
+
+# --------------------------------------------------------------------------- reconcile
+
+# How far around a message's creation its events may be: SendGrid retries for 72 hours.
+_EVENT_WINDOW = (datetime.timedelta(minutes=5), datetime.timedelta(days=4))
+
+
+def message_reconcile(*, message_id: int, dry_run: bool = False, actor: str = "system") -> str:
+    """Settle a ``sending`` or ``needs_review`` message from webhook events that prove the
+    provider had it. Returns ``reconciled``, ``no_evidence`` or ``settled`` (nothing to do).
+
+    Evidence is the message's own events, or events stored as orphans (no message found at
+    the time) that carry its id in ``outreach_message_id``; orphans are attached to it. The
+    status moves forward to what the events show (at least ``accepted``), ``sent_at`` and
+    the provider id are filled. A ``needs_review`` message is resolved as sent (its paused
+    enrollment goes on, audited); a ``sending`` one's held send action is made due, so the
+    send path finishes its bookkeeping without ever sending again. Idempotent.
+    """
+    with transaction.atomic():
+        message = Message.objects.select_for_update(of=("self",)).filter(pk=message_id).first()
+        if message is None or message.status not in (
+            Message.Status.SENDING,
+            Message.Status.NEEDS_REVIEW,
+        ):
+            return "settled"
+        start, end = message.created_at - _EVENT_WINDOW[0], message.created_at + _EVENT_WINDOW[1]
+        events = list(
+            MessageEvent.objects.filter(
+                Q(message_id=message.pk)
+                | Q(
+                    message_id__isnull=True,
+                    tenant_id=message.tenant_id,
+                    raw__outreach_message_id=str(message.public_id),
+                ),
+                occurred_at__gte=start,
+                occurred_at__lt=end,
+            ).values("id", "occurred_at", "event_type", "provider_message_id", "message_id")
+        )
+        if not events:
+            return "no_evidence"
+        if dry_run:
+            transaction.set_rollback(True)
+            return "reconciled"
+        orphans = [e["id"] for e in events if e["message_id"] is None]
+        if orphans:
+            MessageEvent.objects.filter(
+                id__in=orphans, message_id__isnull=True, occurred_at__gte=start, occurred_at__lt=end
+            ).update(message_id=message.pk, enrollment_id=message.enrollment_id)
+        status = Message.Status.ACCEPTED
+        for event in events:
+            candidate = _STATUS_FOR_EVENT.get(event["event_type"])
+            if candidate and MESSAGE_STATUS_RANK[candidate] > MESSAGE_STATUS_RANK[status]:
+                status = candidate
+        if message.status == Message.Status.NEEDS_REVIEW:
+            message_review_resolve(
+                tenant_id=message.tenant_id,
+                message_id=message.pk,
+                outcome="sent",
+                actor=actor,
+                reason=f"reconciled from {len(events)} webhook events",
+            )
+        first = min(e["occurred_at"] for e in events)
+        provider_id = next(
+            (e["provider_message_id"] for e in events if e["provider_message_id"]), ""
+        )
+        Message.objects.filter(pk=message.pk).update(
+            status=status,
+            status_rank=Greatest(F("status_rank"), MESSAGE_STATUS_RANK[status]),
+            sent_at=Coalesce(F("sent_at"), first),
+            provider_message_id=Coalesce(
+                NullIf(F("provider_message_id"), Value("")), Value(provider_id)
+            ),
+            updated_at=timezone.now(),
+        )
+        if message.status == Message.Status.SENDING and message.enrollment_id:
+            from campaigns.models import ScheduledAction
+
+            ScheduledAction.objects.filter(
+                enrollment_id=message.enrollment_id,
+                step_seq=message.step_seq,
+                kind=ScheduledAction.Kind.SEND,
+                status=ScheduledAction.Status.PENDING,
+            ).update(due_at=timezone.now())
+    logger.info(
+        "message.reconciled",
+        extra={"tenant_id": message.tenant_id, "message_id": message.pk, "events": len(events)},
+    )
+    return "reconciled"

@@ -119,7 +119,7 @@ def _campaign_status(action: str):
 class CampaignAdmin(admin.ModelAdmin):
     list_display = ["name", "status", "tenant", "sender_identity", "current_version", "created_at"]
     list_filter = ["tenant", "status"]
-    search_fields = ["name", "=id"]
+    search_fields = ["name"]
     autocomplete_fields = ["tenant"]
     raw_id_fields = ["sender_identity", "current_version"]
     list_select_related = ["tenant", "sender_identity", "current_version__campaign"]
@@ -178,7 +178,7 @@ class EnrollmentTransitionAdmin(ReadOnlyAdmin, BigTableAdmin):
         "created_at",
     ]
     list_filter = ["tenant", "trigger"]
-    search_fields = ["=enrollment__id"]
+    search_fields = ["=enrollment__lead__email", "=trigger"]
     raw_id_fields = ["enrollment", "message"]
 
 

@@ -171,7 +171,7 @@ class MessageAdmin(ReadOnlyAdmin, BigTableAdmin):
         "sent_at",
     ]
     list_filter = ["tenant", "status", "channel"]
-    search_fields = ["=to_email", "=provider_message_id", "=rfc_message_id", "=public_id"]
+    search_fields = ["=to_email", "=provider_message_id", "=rfc_message_id"]
     raw_id_fields = ["sender_identity", "enrollment", "lead", "campaign"]
     # The ledger itself is never edited; these record an operator's decision (audited).
     actions = [
@@ -233,7 +233,7 @@ class WebhookReceiptAdmin(ReadOnlyAdmin, BigTableAdmin):
         "attempts",
     ]
     list_filter = ["tenant", "kind", ("processed_at", admin.EmptyFieldListFilter)]
-    search_fields = ["=id"]
+    search_fields = ["=tenant__slug", "^last_error"]
     exclude = ["body"]
     readonly_fields = ["body_preview"]
     actions = [

@@ -145,7 +145,7 @@ class TenantAdmin(admin.ModelAdmin):
         "inbound_enabled",
         "webhook_shadow_mode",
     ]
-    search_fields = ["name", "slug", "=public_id"]
+    search_fields = ["name", "slug"]
     readonly_fields = [
         "public_id",
         "health_link",

@@ -152,12 +152,7 @@ class AuditLogViewSet(viewsets.GenericViewSet):
     def list(self, request: Request) -> Response:
         filters = AuditFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        wanted = {
-            key: value
-            for key, value in filters.validated_data.items()
-            if key in {"action", "target_type", "target_id"}
-        }
-        queryset = selectors.audit_list(tenant_id=request.tenant.id, **wanted)
+        queryset = selectors.audit_list(tenant_id=request.tenant.id, **filters.validated_data)
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(AuditEntrySerializer(page, many=True).data)
 

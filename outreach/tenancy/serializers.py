@@ -117,11 +117,18 @@ class AuditEntrySerializer(serializers.ModelSerializer):
         ]
 
 
-class AuditFilterSerializer(StrictSerializer):
-    action = StrictCharField(required=False, max_length=64, help_text="e.g. campaign.pause")
-    target_type = StrictCharField(
-        required=False, max_length=64, help_text="tenant, campaign, sender_identity, lead"
+class AuditFilterSerializer(serializers.Serializer):
+    action = serializers.CharField(required=False, max_length=64, help_text="e.g. campaign.pause")
+    target_type = serializers.CharField(
+        required=False, max_length=64, help_text="tenant, campaign, sender_identity, lead, …"
     )
-    target_id = StrictCharField(required=False, max_length=64)
-    cursor = serializers.CharField(required=False, help_text="From the previous page's next.")
-    page_size = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+    target_id = serializers.CharField(required=False, max_length=64)
+
+    # The pagination's own parameters; anything else is refused by name.
+    PAGINATION = frozenset({"cursor", "page_size"})
+
+    def validate(self, attrs: dict) -> dict:
+        unknown = sorted(set(self.initial_data) - set(self.fields) - self.PAGINATION)
+        if unknown:
+            raise serializers.ValidationError({key: ["Unknown filter."] for key in unknown})
+        return attrs

@@ -12,6 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from campaigns.models import Enrollment, Lead, ScheduledAction
+from campaigns.services.enrollment import enrollments_create
 from campaigns.services.erasure import lead_erase
 from campaigns.tests.engine_support import (
     PLAN_BRANCHES,
@@ -92,7 +93,9 @@ def test_resolving_as_not_sent_sends_the_step_again_exactly_once(tenant, engine_
         message_review_resolve(
             tenant_id=tenant.pk, message_id=message.pk, outcome="not_sent", actor="admin:ops"
         )
+    actions_make_due()  # due "now" is after this test transaction's now()
     sweep_inline()
+    actions_make_due()
     sweep_inline()
     assert received_per_recipient(emulator) == {"lost@prospect.example.com": 1}
     attempts = list(
@@ -263,14 +266,36 @@ def test_erasing_a_lead_removes_its_pii_and_keeps_it_suppressed_as_a_hash(
 
 def test_an_erased_address_imported_again_is_never_mailed(tenant, engine_settings):
     email = "gone@prospect.example.com"
-    _, (enrollment,) = campaign_enrolled(tenant, plan=PLAN_ONE_EMAIL, emails=[email])
+    campaign, (enrollment,) = campaign_enrolled(tenant, plan=PLAN_ONE_EMAIL, emails=[email])
     lead_erase(tenant_id=tenant.pk, lead_id=enrollment.lead_id, actor="cli:x", reason="r")
-    _, (again,) = campaign_enrolled(tenant, plan=PLAN_ONE_EMAIL, emails=[email])
-    actions_make_due()
+    again = Lead.objects.create(tenant=tenant, email=email)
+    result = enrollments_create(tenant_id=tenant.pk, campaign_id=campaign.pk, lead_ids=[again.pk])
+    assert result.enrolled == []
+    assert [row["reason"] for row in result.skipped] == ["suppressed"]
+    # And should it slip into a plan anyway, the send path checks the hash at send time.
+    Enrollment.objects.create(
+        tenant=tenant,
+        campaign=campaign,
+        lead=again,
+        plan_version=campaign.current_version,
+        sender_identity=campaign.sender_identity,
+        current_step="intro",
+        step_seq=1,
+    )
+    slipped = Enrollment.objects.get(lead=again)
+    ScheduledAction.objects.create(
+        tenant=tenant,
+        enrollment=slipped,
+        kind="send",
+        step="intro",
+        step_seq=1,
+        due_at=timezone.now() - datetime.timedelta(minutes=1),
+        idempotency_key=f"slipped-{slipped.pk}",
+    )
     sweep_inline()
     assert engine_settings.messages() == []
-    assert Enrollment.objects.get(pk=again.pk).stop_reason == "address is suppressed"
-    assert not pending_actions(again)
+    assert Enrollment.objects.get(pk=slipped.pk).stop_reason == "address is suppressed"
+    assert not pending_actions(slipped)
 
 
 def test_lead_erase_bad_input_is_one_line(tenant):

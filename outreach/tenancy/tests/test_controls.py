@@ -204,13 +204,15 @@ def test_with_sms_off_a_plan_with_an_sms_step_is_refused_and_on_it_is_accepted(a
         "start": "text",
         "steps": {
             "text": {"type": "sms", "body": "Hi {{ lead.first_name }}", "next": "done"},
-            "done": {"type": "end"},
+            "done": {"type": "end", "outcome": "texted"},
         },
     }
     url = f"/api/v1/campaigns/{campaign['id']}/versions/validate/"
     refused = api.post(url, {"plan": plan}, format="json")
     assert refused.status_code == 400
-    assert "sms" in refused.json()["error"]["message"].lower()
+    assert refused.json()["error"]["fields"] == {
+        "/steps/text/type": ["sms steps are not enabled yet"]
+    }
     controls.tenant_controls_update(
         tenant_id=tenant.pk, changes={"sms_enabled": True}, actor="cli:ops", reason="x"
     )

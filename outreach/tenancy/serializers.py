@@ -51,7 +51,7 @@ class TenantControlsSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     slug = serializers.CharField()
-    status = serializers.ChoiceField(choices=["active", "paused"])
+    status = serializers.CharField(help_text="active or paused")
     flags = FlagsSerializer()
     quotas = QuotasSerializer()
     usage = UsageSerializer()

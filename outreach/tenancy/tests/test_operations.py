@@ -255,3 +255,18 @@ def test_tenant_export_bad_output_is_one_line(tenant, tmp_path):
         _run("tenant_export", "--tenant", tenant.slug, "--output", str(tmp_path / "no" / "x.zip"))
     with pytest.raises(CommandError, match="directory"):
         _run("tenant_export", "--tenant", tenant.slug, "--output", str(tmp_path))
+
+
+def test_normalising_a_receipt_counts_its_events(client, tenant, event_rows_cleanup):
+    from messaging.services.receipts import webhook_receipt_normalise
+
+    world = world_build(tenant=tenant)
+    before = _scrape(client)
+    webhook_receipt_normalise(receipt_id=world.receipt.pk)
+    after = _scrape(client)
+    for name in (
+        "outreach_webhook_receipts_normalised_total",
+        "outreach_events_received_total",
+        "outreach_events_stored_total",
+    ):
+        assert after[name] - before.get(name, 0) == 1, name

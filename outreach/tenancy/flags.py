@@ -1,10 +1,13 @@
 """Per-tenant feature flags, one per rollout phase, read from one place.
 
-Every path a flag guards asks here: ``tenant_flags_get`` (cached in the process for
-``FEATURE_FLAGS_CACHE_SECONDS``, so a hot path pays a query at most once per tenant per
-interval) or ``tenant_flags_of`` (a tenant row the caller already loaded, e.g. the send
-path's locked enrollment joins it). A change made through ``outreach.tenancy.controls``
-clears this process's cache at once; other processes see it within the interval.
+The flags are columns of ``Tenant`` (``FLAG_FIELDS``); the paths they guard read them here:
+``tenant_flags_get`` (cached in the process for ``FEATURE_FLAGS_CACHE_SECONDS``, so a hot
+path pays a query at most once per tenant per interval) or ``tenant_flags_of`` (a tenant row
+the caller already loaded). The one exception is the send path, which reads
+``campaigns_enabled`` (through ``controls.sending_stop_reason``) and ``inbound_enabled``
+straight from the tenant row it joins to each batch: fresher than any cache, and free. A
+change made through ``outreach.tenancy.controls`` clears this process's cache at once; other
+processes see it within the interval.
 
 ========================  ===========================================================
 flag                      off means

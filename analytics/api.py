@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from analytics import selectors
 from outreach.common.serializers import ErrorSerializer
 from outreach.common.views import path_id
+from outreach.tenancy.flags import Flag, tenant_flag_require
 
 TAGS = ["analytics"]
 ERRORS = {
@@ -91,7 +92,15 @@ RANGE = [
 ]
 
 
-class CampaignAnalyticsView(APIView):
+class _AnalyticsView(APIView):
+    """Answers only for tenants with the ``analytics`` feature flag on (403 otherwise)."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        tenant_flag_require(tenant_id=request.tenant.id, flag=Flag.ANALYTICS)
+
+
+class CampaignAnalyticsView(_AnalyticsView):
     @extend_schema(
         summary="Campaign analytics",
         description=(
@@ -112,7 +121,7 @@ class CampaignAnalyticsView(APIView):
         )
 
 
-class CampaignTimeseriesView(APIView):
+class CampaignTimeseriesView(_AnalyticsView):
     @extend_schema(
         summary="Campaign time series",
         description=(
@@ -144,7 +153,7 @@ class CampaignTimeseriesView(APIView):
         )
 
 
-class SenderIdentityAnalyticsView(APIView):
+class SenderIdentityAnalyticsView(_AnalyticsView):
     @extend_schema(
         summary="Sender identity analytics",
         description=(
@@ -169,7 +178,7 @@ class SenderIdentityAnalyticsView(APIView):
         )
 
 
-class TenantAnalyticsView(APIView):
+class TenantAnalyticsView(_AnalyticsView):
     @extend_schema(
         summary="Account analytics by day",
         description="Every counter per day of the tenant's time zone; `from`/`to` are dates.",

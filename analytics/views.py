@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.core import signing
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 
@@ -17,6 +17,7 @@ from analytics import selectors
 from campaigns.models import Campaign
 from messaging.models import SenderIdentity
 from outreach.common.errors import NotFound
+from outreach.tenancy.flags import tenant_flags_of
 from outreach.tenancy.models import Tenant
 
 SHARE_SALT = "analytics.dashboard"
@@ -54,6 +55,8 @@ def _guarded(view):
         tenant = _tenant_for(request, slug)
         if tenant is None:
             return redirect_to_login(request.get_full_path(), login_url=reverse("admin:login"))
+        if not tenant_flags_of(tenant=tenant).analytics:
+            return HttpResponseForbidden("Analytics are not enabled for this account.")
         try:
             return view(request, tenant, **kwargs)
         except NotFound as exc:

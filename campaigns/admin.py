@@ -20,9 +20,10 @@ from campaigns.models import (
     Lead,
     ScheduledAction,
 )
+from campaigns.services.campaigns import campaign_status_set
 from campaigns.validation.email import email_validate
 from campaigns.validation.fields import country_normalize, phone_normalize, timezone_normalize
-from outreach.common.admin_utils import BigTableAdmin, ReadOnlyAdmin
+from outreach.common.admin_utils import BigTableAdmin, ReadOnlyAdmin, admin_actor, reason_action
 
 
 class LeadForm(forms.ModelForm):
@@ -101,6 +102,19 @@ class LeadAdmin(BigTableAdmin):
         super().save_model(request, obj, form, change)
 
 
+def _campaign_status(action: str):
+    def apply(request: HttpRequest, campaign: Campaign, reason: str) -> None:
+        campaign_status_set(
+            tenant_id=campaign.tenant_id,
+            campaign_id=campaign.pk,
+            action=action,
+            actor=admin_actor(request),
+            reason=reason,
+        )
+
+    return apply
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     list_display = ["name", "status", "tenant", "sender_identity", "current_version", "created_at"]
@@ -109,7 +123,23 @@ class CampaignAdmin(admin.ModelAdmin):
     autocomplete_fields = ["tenant"]
     raw_id_fields = ["sender_identity", "current_version"]
     list_select_related = ["tenant", "sender_identity", "current_version__campaign"]
-    readonly_fields = ["analytics", "created_at", "updated_at"]
+    # Status moves only through the actions (audited; archive stops enrollments).
+    readonly_fields = ["status", "analytics", "created_at", "updated_at"]
+    actions = [
+        reason_action(
+            name="pause_campaigns",
+            description="Pause the selected campaigns",
+            explanation="From the next send on, their due sends wait; enrollments and their "
+            "schedule are kept.",
+            apply=_campaign_status("pause"),
+        ),
+        reason_action(
+            name="resume_campaigns",
+            description="Resume the selected paused campaigns",
+            explanation="The sends their pause held become due at once.",
+            apply=_campaign_status("resume"),
+        ),
+    ]
 
     @admin.display(description="Analytics")
     def analytics(self, obj: Campaign) -> str:
@@ -148,6 +178,7 @@ class EnrollmentTransitionAdmin(ReadOnlyAdmin, BigTableAdmin):
         "created_at",
     ]
     list_filter = ["tenant", "trigger"]
+    search_fields = ["=enrollment__lead__email", "=trigger"]
     raw_id_fields = ["enrollment", "message"]
 
 

@@ -55,3 +55,13 @@ def lead_list(
                 | Q(company__icontains=term)
             )
     return queryset
+
+
+def lead_count(*, tenant_id: int) -> int:
+    return Lead.objects.for_tenant(tenant_id).count()
+
+
+def campaign_count(*, tenant_id: int) -> int:
+    from campaigns.models import Campaign
+
+    return Campaign.objects.for_tenant(tenant_id).count()

@@ -20,10 +20,13 @@ def _dispatch(kind: str, items: list[list[int]]) -> None:
 def scheduled_actions_sweep() -> int:
     """Beat fires this every second; two at once split the due rows (SKIP LOCKED)."""
     from campaigns.services import scheduler
+    from outreach.metrics import beat_sweep_record
 
-    return scheduler.scheduled_actions_sweep(
+    claimed = scheduler.scheduled_actions_sweep(
         dispatch=_dispatch, batch_size=settings.SEND_BATCH_SIZE
     )
+    beat_sweep_record(claimed=claimed)  # /readyz checks that beat keeps sweeping
+    return claimed
 
 
 @shared_task(name="campaigns.scheduled_actions_run", ignore_result=True, acks_late=True)

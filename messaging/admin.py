@@ -18,8 +18,11 @@ from messaging.models import (
     SenderIdentity,
     WebhookReceipt,
 )
-from messaging.services.identities import IDENTITY_INPUT_FIELDS
-from outreach.common.admin_utils import BigTableAdmin, ReadOnlyAdmin
+from messaging.services.identities import IDENTITY_INPUT_FIELDS, sender_identity_pause_set
+from messaging.services.receipts import webhook_receipt_reprocess
+from messaging.services.review import message_review_resolve
+from outreach.common.admin_utils import BigTableAdmin, ReadOnlyAdmin, admin_actor, reason_action
+from outreach.common.errors import ApplicationError
 
 BODY_PREVIEW_BYTES = 20_000
 
@@ -65,6 +68,26 @@ class SenderIdentityForm(forms.ModelForm):
         return sorted(days)
 
 
+def _identity_pause(request: HttpRequest, identity: SenderIdentity, reason: str) -> None:
+    sender_identity_pause_set(
+        tenant_id=identity.tenant_id,
+        identity_id=identity.pk,
+        paused=True,
+        actor=admin_actor(request),
+        reason=reason,
+    )
+
+
+def _identity_resume(request: HttpRequest, identity: SenderIdentity, reason: str) -> None:
+    sender_identity_pause_set(
+        tenant_id=identity.tenant_id,
+        identity_id=identity.pk,
+        paused=False,
+        actor=admin_actor(request),
+        reason=reason,
+    )
+
+
 @admin.register(SenderIdentity)
 class SenderIdentityAdmin(admin.ModelAdmin):
     form = SenderIdentityForm
@@ -83,6 +106,56 @@ class SenderIdentityAdmin(admin.ModelAdmin):
     autocomplete_fields = ["tenant"]
     list_select_related = ["tenant"]
     readonly_fields = ["created_at", "updated_at"]
+    actions = [
+        reason_action(
+            name="pause_identities",
+            description="Pause the selected sender identities",
+            explanation="From the next send on, their due sends wait; nothing is dropped.",
+            apply=_identity_pause,
+        ),
+        reason_action(
+            name="resume_identities",
+            description="Resume the selected sender identities",
+            explanation="The sends their pause held become due at once.",
+            apply=_identity_resume,
+        ),
+    ]
+
+    def save_model(self, request: HttpRequest, obj: SenderIdentity, form: Any, change: bool):
+        """A change of ``paused`` in the form is a control change: audited by the service."""
+        paused = obj.paused
+        if change and "paused" in form.changed_data:
+            obj.paused = not paused
+        super().save_model(request, obj, form, change)
+        if change and "paused" in form.changed_data:
+            sender_identity_pause_set(
+                tenant_id=obj.tenant_id,
+                identity_id=obj.pk,
+                paused=paused,
+                actor=admin_actor(request),
+                reason="changed in the sender identity's admin form",
+            )
+            obj.paused = paused
+
+
+def _review_sent(request: HttpRequest, message: Message, reason: str) -> None:
+    message_review_resolve(
+        tenant_id=message.tenant_id,
+        message_id=message.pk,
+        outcome="sent",
+        actor=admin_actor(request),
+        reason=reason,
+    )
+
+
+def _review_not_sent(request: HttpRequest, message: Message, reason: str) -> None:
+    message_review_resolve(
+        tenant_id=message.tenant_id,
+        message_id=message.pk,
+        outcome="not_sent",
+        actor=admin_actor(request),
+        reason=reason,
+    )
 
 
 @admin.register(Message)
@@ -100,6 +173,23 @@ class MessageAdmin(ReadOnlyAdmin, BigTableAdmin):
     list_filter = ["tenant", "status", "channel"]
     search_fields = ["=to_email", "=provider_message_id", "=rfc_message_id"]
     raw_id_fields = ["sender_identity", "enrollment", "lead", "campaign"]
+    # The ledger itself is never edited; these record an operator's decision (audited).
+    actions = [
+        reason_action(
+            name="resolve_review_sent",
+            description="Resolve needs_review: it WAS sent",
+            explanation="The provider had these messages. Each becomes accepted and its "
+            "enrollment goes on as after any send.",
+            apply=_review_sent,
+        ),
+        reason_action(
+            name="resolve_review_not_sent",
+            description="Resolve needs_review: it was NOT sent (send it again)",
+            explanation="These messages never left. Each is marked failed and its step is "
+            "sent again, once, as the next attempt.",
+            apply=_review_not_sent,
+        ),
+    ]
 
 
 @admin.register(MessageEvent)
@@ -143,8 +233,18 @@ class WebhookReceiptAdmin(ReadOnlyAdmin, BigTableAdmin):
         "attempts",
     ]
     list_filter = ["tenant", "kind", ("processed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["=tenant__slug", "^last_error"]
     exclude = ["body"]
     readonly_fields = ["body_preview"]
+    actions = [
+        reason_action(
+            name="reprocess_receipts",
+            description="Re-process the selected receipts",
+            explanation="Each stored body is processed again: events are deduplicated and a "
+            "reply is recorded once, so only what is missing is added.",
+            apply=lambda request, receipt, reason: _reprocess(receipt),
+        ),
+    ]
 
     @admin.display(description="Body")
     def body_preview(self, receipt: WebhookReceipt) -> str:
@@ -153,6 +253,12 @@ class WebhookReceiptAdmin(ReadOnlyAdmin, BigTableAdmin):
         if len(body) > BODY_PREVIEW_BYTES:
             text += f"\n… ({len(body) - BODY_PREVIEW_BYTES} more bytes)"
         return text
+
+
+def _reprocess(receipt: WebhookReceipt) -> None:
+    outcome = webhook_receipt_reprocess(receipt_id=receipt.pk, tenant_id=receipt.tenant_id)
+    if outcome != "processed":
+        raise ApplicationError(f"not re-processed ({outcome})")
 
 
 @admin.register(InboundMessage)

@@ -187,6 +187,12 @@ class Message(TenantOwned):
             models.Index(
                 fields=["updated_at"], condition=Q(status="sending"), name="message_sending_idx"
             ),
+            # Rare rows an operator must resolve: the index holds only them.
+            models.Index(
+                fields=["tenant", "updated_at"],
+                condition=Q(status="needs_review"),
+                name="message_needs_review_idx",
+            ),
             models.Index(fields=["tenant", "lead"], name="message_tenant_lead_idx"),
             models.Index(fields=["tenant", "created_at"], name="message_tenant_created_idx"),
         ]

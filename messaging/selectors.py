@@ -1,8 +1,12 @@
 """Reading messaging data. Every function is scoped by ``tenant_id`` first."""
 
-from django.db.models import QuerySet
+import datetime
+from dataclasses import dataclass
 
-from messaging.models import SenderIdentity
+from django.db.models import Count, Min, QuerySet
+from django.utils import timezone
+
+from messaging.models import Message, SenderIdentity, WebhookReceipt
 from outreach.common.errors import NotFound
 
 
@@ -21,3 +25,44 @@ def sender_identity_get(
 
 def sender_identity_list(*, tenant_id: int) -> QuerySet[SenderIdentity]:
     return SenderIdentity.objects.for_tenant(tenant_id)
+
+
+# --------------------------------------------------------------------------- operations
+# What an operator (the admin's tenant health page, /metrics, the repair commands) asks.
+# ``tenant_id=None`` means the whole platform. Each reads a partial index that holds only
+# the rows in question, so they stay cheap however large the ledger grows.
+
+
+@dataclass(frozen=True)
+class ReceiptBacklog:
+    count: int
+    oldest_received_at: datetime.datetime | None
+
+
+def webhook_receipt_backlog(*, tenant_id: int | None = None) -> dict[str, ReceiptBacklog]:
+    """Unprocessed receipts by kind (``events``, ``inbound``), with the oldest's arrival."""
+    queryset = WebhookReceipt.objects.filter(processed_at__isnull=True)
+    if tenant_id is not None:
+        queryset = queryset.filter(tenant_id=tenant_id)
+    rows = queryset.values("kind").annotate(count=Count("id"), oldest=Min("received_at"))
+    found = {row["kind"]: ReceiptBacklog(row["count"], row["oldest"]) for row in rows}
+    return {kind: found.get(kind, ReceiptBacklog(0, None)) for kind in WebhookReceipt.Kind.values}
+
+
+def messages_stuck_sending(
+    *, tenant_id: int | None = None, older_than: datetime.timedelta
+) -> QuerySet[Message]:
+    """Messages still ``sending`` (outcome unknown) since longer than ``older_than``."""
+    queryset = Message.objects.filter(
+        status=Message.Status.SENDING, updated_at__lt=timezone.now() - older_than
+    )
+    if tenant_id is not None:
+        queryset = queryset.filter(tenant_id=tenant_id)
+    return queryset
+
+
+def messages_needs_review(*, tenant_id: int | None = None) -> QuerySet[Message]:
+    queryset = Message.objects.filter(status=Message.Status.NEEDS_REVIEW)
+    if tenant_id is not None:
+        queryset = queryset.filter(tenant_id=tenant_id)
+    return queryset

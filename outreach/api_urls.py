@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("messaging.inbound.urls")),
     path("", include("suppression.urls")),
     path("", include("analytics.urls")),
+    path("", include("outreach.tenancy.urls")),
 ]

@@ -3,22 +3,26 @@
 from django.db.models import QuerySet
 
 from suppression.models import Suppression
-from suppression.services import email_normalise
+from suppression.services import email_normalise, suppression_hash
 
 
 def suppression_check(*, tenant_id: int, emails: list[str]) -> set[str]:
     """The addresses among ``emails`` that must not be mailed (tenant or global scope).
 
-    One query; the result holds normalised (stripped, lower-case) addresses.
+    One query; the result holds normalised (stripped, lower-case) addresses, including
+    those suppressed only as a hash after an erasure.
     """
     wanted = {email_normalise(email) for email in emails if email}
     if not wanted:
         return set()
-    return set(
+    # An address erased on request is kept only as its hash (suppression_keep_as_hash).
+    hashes = {suppression_hash(email): email for email in wanted}
+    found = (
         Suppression.objects.applicable_to(tenant_id)
-        .filter(email__in=wanted)
+        .filter(email__in=[*wanted, *hashes])
         .values_list("email", flat=True)
     )
+    return {hashes.get(email, email) for email in found}
 
 
 def suppression_list(

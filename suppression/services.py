@@ -6,6 +6,7 @@ one-click unsubscribe) store it once and never fail. Adds take part in the calle
 transaction: the webhook normaliser suppresses in the same transaction as the event.
 """
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -45,7 +46,11 @@ def email_normalise(email: str) -> str:
 
 
 def _validate(*, email: str, reason: str, source: str) -> None:
-    if not email or "@" not in email or len(email) > MAX_EMAIL_LENGTH:
+    if (
+        not email
+        or ("@" not in email and not email.startswith("sha256:"))
+        or len(email) > MAX_EMAIL_LENGTH
+    ):
         raise ApplicationError(
             "Enter a valid email address.", extra={"email": ["Enter a valid email address."]}
         )
@@ -197,3 +202,32 @@ def suppression_one_click_apply(*, tenant_id: int, email: str, message_public_id
         source=Suppression.Source.ONE_CLICK,
         note=note,
     )
+
+
+def suppression_hash(email: str) -> str:
+    """How an erased address stays suppressed: a SHA-256 of its normalised form. The send
+    path's check compares addresses and their hashes, so the person is never mailed again
+    although the address itself is gone."""
+    return "sha256:" + hashlib.sha256(email_normalise(email).encode()).hexdigest()
+
+
+def suppression_keep_as_hash(*, tenant_id: int, email: str, note: str = "") -> str:
+    """For an erasure request: the tenant's suppression of ``email`` keeps only the hash
+    (one is added if there was none), in the caller's transaction. Returns the hash."""
+    digest = suppression_hash(email)
+    normalised = email_normalise(email)
+    with transaction.atomic():
+        existing = Suppression.objects.filter(tenant_id=tenant_id, email=normalised).first()
+        Suppression.objects.filter(tenant_id=tenant_id, email=normalised).delete()
+        suppression_bulk_add(
+            tenant_id=tenant_id,
+            entries=[
+                SuppressionEntry(
+                    email=digest,
+                    reason=existing.reason if existing else Suppression.Reason.MANUAL,
+                    note=note[:500],
+                )
+            ],
+            source=existing.source if existing else Suppression.Source.ADMIN,
+        )
+    return digest

@@ -30,6 +30,8 @@ from campaigns.api.serializers import (
 from campaigns.services import campaigns as services
 from outreach.common.serializers import ErrorSerializer
 from outreach.common.views import path_id
+from outreach.tenancy.api import request_actor, request_reason
+from outreach.tenancy.serializers import ReasonSerializer
 
 TAGS = ["campaigns"]
 CAMPAIGN_ID = OpenApiParameter(
@@ -249,7 +251,11 @@ class _CampaignStatusView(APIView):
     def post(self, request: Request, pk: str) -> Response:
         campaign_id = campaign_id_of(request, pk)
         services.campaign_status_set(
-            tenant_id=request.tenant.id, campaign_id=campaign_id, action=self.status_action
+            tenant_id=request.tenant.id,
+            campaign_id=campaign_id,
+            action=self.status_action,
+            actor=request_actor(request),
+            reason=request_reason(request),
         )
         return Response(_campaign_body(request.tenant.id, campaign_id))
 
@@ -266,7 +272,7 @@ def _status_view(action: services.StatusAction) -> type[APIView]:
         description=description,
         tags=TAGS,
         parameters=[CAMPAIGN_ID],
-        request=None,
+        request=ReasonSerializer,
         responses={200: CampaignSerializer, **ERRORS, **NOT_FOUND},
     )(post)
     name = f"Campaign{action.capitalize()}View"

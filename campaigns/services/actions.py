@@ -10,6 +10,7 @@ import logging
 
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg import sql
 
 from campaigns.models import Enrollment, ScheduledAction
 from campaigns.services import engine, scheduler
@@ -218,3 +219,50 @@ def _resume(action: ScheduledAction, enrollment: Enrollment, now: datetime.datet
         extra={"tenant_id": enrollment.tenant_id, "enrollment_id": enrollment.pk},
     )
     return True
+
+
+def scheduled_actions_release(
+    *,
+    reason_prefix: str,
+    tenant_id: int | None = None,
+    campaign_id: int | None = None,
+    sender_identity_id: int | None = None,
+) -> int:
+    """Make sends held for ``reason_prefix`` (``tenant paused``, ``campaign paused``, …) due
+    now instead of at their next re-check, once what held them was lifted. Returns how many.
+
+    The send path re-checks everything when it runs them, so releasing too much is harmless:
+    a send still held for another reason is simply held again. Runs in the caller's
+    transaction, so a resume and its release commit together.
+    """
+    clauses = [
+        sql.SQL("a.status = 'pending' AND a.kind = 'send' AND a.due_at > now()"),
+        sql.SQL("a.last_error LIKE %s"),
+    ]
+    params: list = [reason_prefix.replace("%", r"\%").replace("_", r"\_") + "%"]
+    if tenant_id is not None:
+        clauses.append(sql.SQL("a.tenant_id = %s"))
+        params.append(tenant_id)
+    # Through the live enrollments (indexed by campaign and by identity), then each one's
+    # actions (indexed by enrollment).
+    for column, value in (("campaign_id", campaign_id), ("sender_identity_id", sender_identity_id)):
+        if value is not None:
+            clauses.append(
+                sql.SQL(
+                    "a.enrollment_id IN (SELECT e.id FROM campaigns_enrollment AS e"
+                    " WHERE e.state IN ('active', 'paused') AND e.{} = %s)"
+                ).format(sql.Identifier(column))
+            )
+            params.append(value)
+    query = sql.SQL(
+        "UPDATE campaigns_scheduledaction AS a SET due_at = now(), updated_at = now() WHERE {}"
+    ).format(sql.SQL(" AND ").join(clauses))
+    with connection.cursor() as cursor:
+        cursor.execute(query.as_string(cursor.connection), params)
+        released = cursor.rowcount
+    if released:
+        logger.info(
+            "scheduled_actions.released",
+            extra={"reason": reason_prefix, "tenant_id": tenant_id, "count": released},
+        )
+    return released

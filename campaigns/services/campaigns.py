@@ -13,9 +13,12 @@ from django.utils import timezone
 from campaigns import plans
 from campaigns.models import Campaign, CampaignPlanVersion, Enrollment, ScheduledAction
 from campaigns.services import engine, scheduler
+from campaigns.services.actions import scheduled_actions_release
 from messaging.models import SenderIdentity
 from outreach.common.errors import ApplicationError, NotFound
-from outreach.tenancy.models import Tenant
+from outreach.tenancy.audit import audit_record
+from outreach.tenancy.flags import Flag, tenant_flag_enabled
+from outreach.tenancy.quotas import tenant_quota_enforce
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +82,16 @@ def campaign_create(
     """A new campaign in ``draft``: it sends nothing until a version is published and it is
     activated."""
     identity = _identity_get(tenant_id, sender_identity_id)
-    campaign = Campaign.objects.create(
-        tenant_id=tenant_id, name=name, description=description, sender_identity=identity
-    )
+    with transaction.atomic(durable=True):
+        campaign = Campaign.objects.create(
+            tenant_id=tenant_id, name=name, description=description, sender_identity=identity
+        )
+        tenant_quota_enforce(
+            tenant_id=tenant_id,
+            quota="campaign_quota",
+            added=1,
+            count=lambda: Campaign.objects.for_tenant(tenant_id).count(),
+        )
     logger.info("campaign.created", extra={"tenant_id": tenant_id, "campaign_id": campaign.pk})
     return campaign
 
@@ -114,9 +124,7 @@ def campaign_version_check(*, tenant_id: int, campaign_id: int, plan: Any) -> No
     """Validate a plan as ``campaign_version_add`` would, storing nothing."""
     if not Campaign.objects.for_tenant(tenant_id).filter(pk=campaign_id).exists():
         raise NotFound("Campaign not found.")
-    sms_enabled = (
-        Tenant.objects.filter(pk=tenant_id).values_list("sms_enabled", flat=True).first() or False
-    )
+    sms_enabled = tenant_flag_enabled(tenant_id=tenant_id, flag=Flag.SMS)
     plans.plan_validate_or_raise(plan=plan, sms_enabled=sms_enabled)
 
 
@@ -185,13 +193,20 @@ def campaign_publish(*, tenant_id: int, campaign_id: int, version: int) -> Campa
     return campaign
 
 
-def campaign_status_set(*, tenant_id: int, campaign_id: int, action: StatusAction) -> Campaign:
-    """Activate, pause, resume or archive.
+def campaign_status_set(
+    *,
+    tenant_id: int,
+    campaign_id: int,
+    action: StatusAction,
+    actor: str = "system",
+    reason: str = "",
+) -> Campaign:
+    """Activate, pause, resume or archive, and audit the change (``actor``, ``reason``).
 
     Pausing keeps enrollments and their scheduled actions: the send path holds due sends
-    while the campaign is paused and they go out after ``resume``. Archiving is final: it
-    stops every live enrollment (reason "campaign archived") and drops its pending actions,
-    in the same transaction as the status change.
+    while the campaign is paused, and ``resume`` makes them due at once. Archiving is final:
+    it stops every live enrollment (reason "campaign archived") and drops its pending
+    actions, in the same transaction as the status change.
     """
     if action not in _TRANSITIONS:
         raise ApplicationError(f"unknown action {action!r}", code="invalid")
@@ -208,11 +223,27 @@ def campaign_status_set(*, tenant_id: int, campaign_id: int, action: StatusActio
                 "the campaign has no published plan version; publish one first",
                 code="not_published",
             )
+        previous = campaign.status
         if campaign.status != target:
             campaign.status = target
             campaign.save(update_fields=["status", "updated_at"])
         if action == "archive":
             stopped = _live_enrollments_stop(campaign)
+        if previous != target:
+            audit_record(
+                tenant_id=tenant_id,
+                actor=actor,
+                action=f"campaign.{action}",
+                target_type="campaign",
+                target_id=campaign_id,
+                reason=reason,
+                before={"status": previous},
+                after={"status": target, **({"enrollments_stopped": stopped} if stopped else {})},
+            )
+        if previous == Campaign.Status.PAUSED and target == Campaign.Status.ACTIVE:
+            scheduled_actions_release(
+                reason_prefix="campaign paused", tenant_id=tenant_id, campaign_id=campaign_id
+            )
     logger.info(
         "campaign.status_changed",
         extra={

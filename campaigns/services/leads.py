@@ -23,6 +23,7 @@ from campaigns.selectors import lead_get
 from campaigns.validation.email import EmailCheck, Status, email_validate
 from campaigns.validation.fields import country_normalize, phone_normalize, timezone_normalize
 from outreach.common.errors import ApplicationError
+from outreach.tenancy.quotas import tenant_quota_enforce
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,16 @@ def _is_email_conflict(exc: IntegrityError) -> bool:
     return getattr(diag, "constraint_name", None) == _EMAIL_UNIQUE
 
 
+def _lead_quota_enforce(tenant_id: int, *, added: int) -> None:
+    """After inserting, in the same transaction: over the tenant's lead quota, roll back (429)."""
+    tenant_quota_enforce(
+        tenant_id=tenant_id,
+        quota="lead_quota",
+        added=added,
+        count=lambda: Lead.objects.for_tenant(tenant_id).count(),
+    )
+
+
 def lead_create(*, tenant_id: int, data: Mapping[str, Any]) -> Lead:
     """Create one lead. Invalid fields and an email the tenant already has raise
     ``ApplicationError`` naming the field; role and disposable addresses are stored as
@@ -148,6 +159,7 @@ def lead_create(*, tenant_id: int, data: Mapping[str, Any]) -> Lead:
     try:
         with transaction.atomic(durable=True):
             lead = Lead.objects.create(tenant_id=tenant_id, **clean)
+            _lead_quota_enforce(tenant_id, added=1)
     except IntegrityError as exc:
         if _is_email_conflict(exc):
             raise _duplicate(clean["email"]) from None
@@ -252,13 +264,15 @@ def _insert_ignoring_existing(
 
 
 def lead_bulk_create(
-    *, tenant_id: int, rows: Sequence[tuple[int, Mapping[str, Any]]]
+    *, tenant_id: int, rows: Sequence[tuple[int, Mapping[str, Any]]], dry_run: bool = False
 ) -> LeadBulkResult:
     """Create many leads in one transaction; each row succeeds or fails on its own.
 
     ``rows`` pairs each row with the index the caller reports it by. A row with an invalid
     field lands in ``errors``; a row whose email the tenant already has (or that repeats an
     earlier row of the same batch) is skipped with a reason; the rest are inserted together.
+    Over the tenant's lead quota nothing is inserted (``QuotaExceeded``, 429). ``dry_run``
+    does all of it, quota included, and rolls the insert back.
     """
     if len(rows) > BULK_MAX_ROWS:
         raise ApplicationError(
@@ -290,10 +304,13 @@ def lead_bulk_create(
         inserted = _insert_ignoring_existing(
             tenant_id=tenant_id, rows=[clean for _, clean in accepted], now=now
         )
+        _lead_quota_enforce(tenant_id, added=len(inserted))
         missing = [clean["email"] for _, clean in accepted if clean["email"] not in inserted]
         existing = dict(
             Lead.objects.for_tenant(tenant_id).filter(email__in=missing).values_list("email", "id")
         )
+        if dry_run:
+            transaction.set_rollback(True)
     for index, clean in accepted:
         email = clean["email"]
         if email in inserted:

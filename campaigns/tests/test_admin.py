@@ -90,3 +90,23 @@ def test_a_bad_or_duplicate_lead_in_the_admin_is_a_form_error_not_a_500(admin_cl
         assert response.status_code == 200
         assert response.context["adminform"].form.errors
     assert Lead.objects.count() == 1
+
+
+def test_campaigns_are_paused_and_resumed_from_the_admin_and_audited(admin_client, tenant):
+    from campaigns.models import Campaign
+    from outreach.tenancy.models import AuditEntry
+    from outreach.testing.world import world_build
+
+    campaign = world_build(tenant=tenant).campaign
+    url = reverse("admin:campaigns_campaign_changelist")
+    for action, status in (("pause_campaigns", "paused"), ("resume_campaigns", "active")):
+        response = admin_client.post(
+            url,
+            {"action": action, "_selected_action": [campaign.pk], "apply": "1", "reason": "r"},
+        )
+        assert response.status_code == 302
+        assert Campaign.objects.get(pk=campaign.pk).status == status
+    assert [e.action for e in AuditEntry.objects.filter(target_type="campaign")] == [
+        "campaign.resume",
+        "campaign.pause",
+    ]

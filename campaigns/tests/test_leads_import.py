@@ -124,3 +124,33 @@ def test_the_command_exits_non_zero_with_one_line_on_stderr(tmp_path, tenant):
     )
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == ["CommandError: no tenant with the slug 'x'"]
+
+
+def test_a_dry_run_checks_every_row_and_stores_nothing(tmp_path, tenant):
+    path = tmp_path / "leads.csv"
+    path.write_text("email,first_name\nann@example.com,Ann\nnot-an-email,Bob\n", encoding="utf-8")
+    output = _run("--tenant", tenant.slug, str(path), "--dry-run")
+    assert output.splitlines()[0] == (
+        "dry run: would import 1 leads, skipped 0 already present, rejected 1 rows"
+    )
+    assert not Lead.objects.filter(tenant=tenant).exists()
+    # The per-row report is written by default beside the file.
+    report = (tmp_path / "leads.csv.rejects.csv").read_text().splitlines()
+    assert report[0] == "row,reason"
+    assert report[1].startswith("3,email: Enter a valid email address")
+
+
+def test_an_import_over_the_lead_quota_stops_with_one_line(tmp_path, tenant):
+    from outreach.tenancy.models import Tenant
+
+    Tenant.objects.filter(pk=tenant.pk).update(lead_quota=2)
+    path = tmp_path / "leads.csv"
+    rows = "".join(f"q{n}@example.com\n" for n in range(5))
+    path.write_text("email\n" + rows, encoding="utf-8")
+    with pytest.raises(CommandError) as stopped:
+        _run("--tenant", tenant.slug, str(path), "--batch-size", "2")
+    message = str(stopped.value)
+    assert "\n" not in message
+    assert message.startswith("stopped: leads quota reached: this account may hold 2 leads")
+    assert message.endswith("(imported 2 leads before it)")
+    assert Lead.objects.filter(tenant=tenant).count() == 2

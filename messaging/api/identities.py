@@ -8,6 +8,7 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import status, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -16,10 +17,13 @@ from messaging.serializers import SenderIdentityInputSerializer, SenderIdentityS
 from messaging.services.identities import (
     sender_identity_create,
     sender_identity_delete,
+    sender_identity_pause_set,
     sender_identity_update,
 )
 from outreach.common.serializers import ErrorSerializer
 from outreach.common.views import path_id
+from outreach.tenancy.api import request_actor, request_reason
+from outreach.tenancy.serializers import ReasonSerializer
 
 _ID = OpenApiParameter(
     "id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Sender identity id."
@@ -99,9 +103,50 @@ class SenderIdentityViewSet(viewsets.GenericViewSet):
         incoming = SenderIdentityInputSerializer(data=request.data, partial=True)
         incoming.is_valid(raise_exception=True)
         identity = sender_identity_update(
-            tenant_id=request.tenant.id, identity_id=identity_id, data=incoming.validated_data
+            tenant_id=request.tenant.id,
+            identity_id=identity_id,
+            data=incoming.validated_data,
+            actor=request_actor(request),
         )
         return Response(SenderIdentitySerializer(identity).data)
+
+    def _pause_set(self, request: Request, pk: str, *, paused: bool) -> Response:
+        identity_id = path_id(pk, what="Sender identity")
+        # Another tenant's id is a 404 whatever the body says.
+        selectors.sender_identity_get(tenant_id=request.tenant.id, identity_id=identity_id)
+        identity = sender_identity_pause_set(
+            tenant_id=request.tenant.id,
+            identity_id=identity_id,
+            paused=paused,
+            actor=request_actor(request),
+            reason=request_reason(request),
+        )
+        return Response(SenderIdentitySerializer(identity).data)
+
+    @extend_schema(
+        summary="Pause a sender identity",
+        description="From the next send on, its due sends wait (nothing is dropped). "
+        "Repeating it is harmless. Audited with the optional reason.",
+        tags=_TAGS,
+        parameters=[_ID],
+        request=ReasonSerializer,
+        responses={200: SenderIdentitySerializer, **_ERRORS, **_NOT_FOUND},
+    )
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str) -> Response:
+        return self._pause_set(request, pk, paused=True)
+
+    @extend_schema(
+        summary="Resume a sender identity",
+        description="The sends its pause held become due at once. Audited.",
+        tags=_TAGS,
+        parameters=[_ID],
+        request=ReasonSerializer,
+        responses={200: SenderIdentitySerializer, **_ERRORS, **_NOT_FOUND},
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str) -> Response:
+        return self._pause_set(request, pk, paused=False)
 
     def destroy(self, request: Request, pk: str) -> Response:
         sender_identity_delete(

@@ -42,7 +42,8 @@ Decisions (documented here because the send path and the campaign engine rely on
   and ``smtp_id`` are filled from the events, so the send ledger never resends it.
 - Shadow mode (``Tenant.webhook_shadow_mode``): events are stored, messages' statuses move
   and account alerts are raised (that is normalisation), but no suppression is added and
-  the campaign engine is not called.
+  the campaign engine is not called. With the ``event_branching`` flag off
+  (``outreach.tenancy.flags``) suppressions are added but the engine is not called either.
 - ``Message.last_event_at`` is the time of the latest event that changed the message
   (status or ids). Repeats that change nothing do not rewrite the row; they are in the
   event table like every other event.
@@ -71,6 +72,7 @@ from messaging.webhooks.sendgrid_events import (
     event_normalise,
     jsonb_text,
 )
+from outreach.tenancy.flags import Flag, tenant_flag_enabled
 from outreach.tenancy.models import TenantAlert
 from suppression.models import Suppression
 from suppression.services import SuppressionEntry, suppression_bulk_add
@@ -523,7 +525,7 @@ def message_events_store(
         suppressed = 0
         if not shadow_mode:
             suppressed = _suppressions_add(cursor, tenant_id, events)
-    if not shadow_mode:
+    if not shadow_mode and tenant_flag_enabled(tenant_id=tenant_id, flag=Flag.EVENT_BRANCHING):
         # Imported here: the campaign engine imports messaging, not the other way round.
         from campaigns.services import transitions
 

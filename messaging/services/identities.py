@@ -17,6 +17,7 @@ from campaigns.validation.fields import timezone_normalize
 from messaging.models import SenderIdentity
 from messaging.selectors import sender_identity_get
 from outreach.common.errors import ApplicationError
+from outreach.tenancy.audit import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -143,20 +144,67 @@ def sender_identity_create(*, tenant_id: int, data: Mapping[str, Any]) -> Sender
 
 
 def sender_identity_update(
-    *, tenant_id: int, identity_id: int, data: Mapping[str, Any]
+    *, tenant_id: int, identity_id: int, data: Mapping[str, Any], actor: str = "system"
 ) -> SenderIdentity:
-    """Change the given fields; cross-field rules are checked on the result."""
+    """Change the given fields; cross-field rules are checked on the result. A change of
+    ``paused`` is a control change: audited, and a resume releases the held sends."""
     with transaction.atomic(durable=True):
         identity = sender_identity_get(
             tenant_id=tenant_id, identity_id=identity_id, for_update=True
         )
+        was_paused = identity.paused
         errors = _apply(identity, data) or _check(identity)
         if errors:
             _raise_invalid(errors)
         if data:
             _save(identity, update_fields=[*data, "updated_at"])
+        if identity.paused != was_paused:
+            _pause_changed(identity, actor=actor, reason="")
     logger.info(
         "sender_identity.updated", extra={"tenant_id": tenant_id, "identity_id": identity.pk}
+    )
+    return identity
+
+
+def _pause_changed(identity: SenderIdentity, *, actor: str, reason: str) -> None:
+    audit_record(
+        tenant_id=identity.tenant_id,
+        actor=actor,
+        action="sender_identity.pause" if identity.paused else "sender_identity.resume",
+        target_type="sender_identity",
+        target_id=identity.pk,
+        reason=reason,
+        before={"paused": not identity.paused},
+        after={"paused": identity.paused},
+    )
+    if not identity.paused:
+        # Imported here: the campaign engine imports messaging services at module level.
+        from campaigns.services.actions import scheduled_actions_release
+
+        scheduled_actions_release(
+            reason_prefix="sender identity paused",
+            tenant_id=identity.tenant_id,
+            sender_identity_id=identity.pk,
+        )
+
+
+def sender_identity_pause_set(
+    *, tenant_id: int, identity_id: int, paused: bool, actor: str, reason: str = ""
+) -> SenderIdentity:
+    """Pause (its sends wait, from the next batch on) or resume (they become due now) one
+    sender identity. Repeating it changes nothing and writes no audit entry."""
+    with transaction.atomic():
+        identity = sender_identity_get(
+            tenant_id=tenant_id, identity_id=identity_id, for_update=True
+        )
+        if identity.paused == paused:
+            return identity
+        identity.paused = paused
+        identity.save(update_fields=["paused", "updated_at"])
+        _pause_changed(identity, actor=actor, reason=reason)
+    logger.info(
+        "sender_identity.paused" if paused else "sender_identity.resumed",
+        extra={"tenant_id": tenant_id, "identity_id": identity_id},
     )
     return identity
 

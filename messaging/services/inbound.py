@@ -25,8 +25,12 @@ Decisions:
   to the engine, but adds no suppression: the Event Webhook's ``bounce`` event is the
   authoritative, authenticated source, while anyone who knows a reply address can mail it a
   fake delivery report.
-- In shadow mode (``Tenant.webhook_shadow_mode``) replies are stored, matched, classified and
-  evented, but drive no enrollment, like Event Webhook events.
+- In shadow mode (``Tenant.webhook_shadow_mode``), or with the ``event_branching`` flag off,
+  replies are stored, matched, classified and evented, but drive no enrollment, like Event
+  Webhook events.
+- With the ``inbound`` flag off the receipt is kept exactly as received and marked processed
+  with ``INBOUND_DISABLED`` as its ``last_error``; nothing is parsed or applied until an
+  operator re-processes it (``manage.py webhook_receipts_reprocess`` or the admin action).
 """
 
 from __future__ import annotations
@@ -45,11 +49,16 @@ from messaging.inbound.match import inbound_message_match
 from messaging.inbound.parse import InboundEmail, InboundParseError, inbound_email_parse
 from messaging.models import InboundMessage, Message, WebhookReceipt
 from messaging.services.events import MESSAGE_STATUS_RANK
+from outreach.tenancy.flags import tenant_flags_of
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "messaging.inbound_receipt_process"
 REPLY_EVENT_TYPE = "reply"
+# What a receipt of a tenant without the inbound phase says: kept, not processed.
+INBOUND_DISABLED = (
+    "inbound is disabled for this tenant: stored, not processed (re-process it once enabled)"
+)
 
 _ADVISORY_NAMESPACE = 0x494E  # pg_advisory_xact_lock(namespace, hash) per inbound Message-ID
 # A Date header further than this from the receipt is not trusted as the reply's time.
@@ -132,7 +141,10 @@ def inbound_receipt_process(*, tenant_id: int, receipt_id: int) -> InboundMessag
             )
             if receipt is None:
                 return None
-            inbound, error = _inbound_record(receipt)
+            if tenant_flags_of(tenant=receipt.tenant).inbound:
+                inbound, error = _inbound_record(receipt)
+            else:
+                inbound, error = None, INBOUND_DISABLED
             WebhookReceipt.objects.filter(pk=receipt.pk).update(
                 processed_at=timezone.now(), event_count=int(inbound is not None), last_error=error
             )
@@ -232,7 +244,8 @@ def _inbound_record(receipt: WebhookReceipt) -> tuple[InboundMessage | None, str
             receipt=receipt, inbound=inbound, message=message, occurred_at=occurred_at
         )
         _message_replied(message=message, occurred_at=occurred_at)
-    if not receipt.tenant.webhook_shadow_mode:
+    flags = tenant_flags_of(tenant=receipt.tenant)
+    if flags.event_branching and not flags.webhook_shadow_mode:
         _engine_notify(tenant_id=tenant_id, inbound=inbound, verdict=verdict)
     return inbound, ""
 

@@ -29,6 +29,7 @@ and retries later; it never sends without capacity.
 
 import datetime as dt
 import secrets
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -56,6 +57,7 @@ from messaging.services.capacity import (
     tenant_day_window,
 )
 from outreach.common.errors import ApplicationError, NotFound
+from outreach.metrics import metrics_add
 from outreach.tenancy.models import Tenant
 
 if TYPE_CHECKING:
@@ -272,7 +274,13 @@ def capacity_acquire_many(*, requests: list[CapacityRequest]) -> list[CapacityGr
     for call in calls:
         acquire(keys=call.keys, args=call.args, client=pipeline)
     replies = pipeline.execute()
-    return [call.grant(reply) for call, reply in zip(calls, replies, strict=True)]
+    grants = [call.grant(reply) for call, reply in zip(calls, replies, strict=True)]
+    refused = Counter(bucket for grant in grants for bucket in grant.blocked_by)
+    if refused:  # only when something was refused: one more round trip, then
+        metrics_add(
+            [("capacity_rejections", {"bucket": bucket}, n) for bucket, n in refused.items()]
+        )
+    return grants
 
 
 @dataclass(frozen=True)
@@ -388,6 +396,12 @@ def capacity_usage_get(
     return CapacityUsage(
         sent_this_hour=sent_hour, sent_today=sent_day, tenant_sent_today=tenant_day_sent
     )
+
+
+def tenant_sent_today(*, tenant_id: int, now: dt.datetime) -> int:
+    """Sends taken from the tenant's daily quota in the UTC day containing ``now``."""
+    value = _redis().get(_tenant_key(tenant_id, tenant_day_window(now=now).label))
+    return int(value or 0)
 
 
 @dataclass(frozen=True)

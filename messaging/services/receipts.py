@@ -18,6 +18,7 @@ from django.utils import timezone
 from messaging.models import WebhookReceipt
 from messaging.services.events import EventsStored, message_events_store, server_cursor
 from messaging.webhooks.sendgrid_events import json_strict_loads, jsonb_text
+from outreach.metrics import metrics_add
 from outreach.tenancy.models import TenantAlert
 
 logger = logging.getLogger(__name__)
@@ -159,6 +160,13 @@ def webhook_receipt_normalise(*, receipt_id: int) -> EventsStored | None:
     except Exception as exc:
         _record_failure(receipt_id, exc)
         raise
+    metrics_add(
+        [
+            ("webhook_receipts_normalised", {}, 1),
+            ("events_received", {}, result.received),
+            ("events_stored", {}, len(result.new_event_ids)),
+        ]
+    )
     logger.info(
         "webhook.receipt.normalised",
         extra={
@@ -213,3 +221,47 @@ def webhook_receipts_sweep(
             "webhook.receipts.swept", extra={"found": len(receipt_ids), "processed": processed}
         )
     return processed
+
+
+def webhook_receipt_reprocess(*, receipt_id: int, tenant_id: int | None = None) -> str:
+    """Process a stored receipt (events or inbound) again, whatever happened to it before:
+    the repair for a receipt that failed too often, was stored while the tenant's inbound
+    phase was off, or predates a fix in normalisation. Returns what happened: ``processed``,
+    ``busy`` (another worker holds it right now; it finishes it) or ``not_found``.
+
+    Idempotent: events are deduplicated on their provider ids and a reply is recorded once
+    per receipt, so re-processing adds only what is missing. ``tenant_id`` scopes the
+    lookup (an operator's command may leave it out).
+    """
+    from messaging.services.inbound import inbound_receipt_process
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE messaging_webhookreceipt
+            SET processed_at = NULL, attempts = 0, last_error = ''
+            WHERE id = %s AND (%s::bigint IS NULL OR tenant_id = %s::bigint)
+            RETURNING kind, tenant_id
+            """,
+            [receipt_id, tenant_id, tenant_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return "not_found"
+    kind, owner_id = row
+    if kind == WebhookReceipt.Kind.EVENTS:
+        done = webhook_receipt_normalise(receipt_id=receipt_id)
+    else:
+        done = inbound_receipt_process(tenant_id=owner_id, receipt_id=receipt_id)
+        if (
+            done is None
+            and WebhookReceipt.objects.filter(pk=receipt_id, processed_at__isnull=False).exists()
+        ):
+            return "processed"  # processed, nothing new to record (a re-post, or disabled)
+    if done is None:
+        return "busy"
+    logger.info(
+        "webhook.receipt.reprocessed",
+        extra={"tenant_id": owner_id, "receipt_id": receipt_id, "kind": kind},
+    )
+    return "processed"

@@ -49,6 +49,7 @@ from messaging.providers import (
 from messaging.providers.payload import rfc_message_id_build
 from messaging.services import ratelimit
 from messaging.services.events import MESSAGE_STATUS_RANK, server_cursor
+from outreach.tenancy import controls
 from outreach.tenancy.models import Tenant
 from suppression.selectors import suppression_check
 from suppression.services import (
@@ -379,8 +380,9 @@ def _prepare_one(
     tenant: Tenant = enrollment.tenant
     campaign: Campaign = enrollment.campaign
     identity = enrollment.sender_identity
-    if tenant.status != Tenant.Status.ACTIVE or not tenant.campaigns_enabled:
-        _hold(action_id, attempt, recheck, "tenant paused", report)
+    stop = controls.sending_stop_reason(tenant=tenant, channel=Message.Channel.EMAIL)
+    if stop is not None:  # a paused tenant, or a kill switch (cached: no query per send)
+        _hold(action_id, attempt, recheck, stop, report)
         return None
     if campaign.status != Campaign.Status.ACTIVE:
         if campaign.status == Campaign.Status.ARCHIVED:
@@ -606,7 +608,8 @@ def _compose(
     message.rfc_message_id = rfc_message_id_build(
         message_public_id=message.public_id, from_email=identity.from_email
     )
-    reply_domain = settings.INBOUND_REPLY_DOMAIN
+    # Without the inbound phase, replies go straight to the sender's own reply-to.
+    reply_domain = settings.INBOUND_REPLY_DOMAIN if tenant.inbound_enabled else ""
     reply_to = f"reply+{message.reply_token}@{reply_domain}" if reply_domain else identity.reply_to
     outbound = OutboundEmail(
         message_public_id=message.public_id,

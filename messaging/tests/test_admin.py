@@ -149,3 +149,45 @@ def test_bad_sender_identities_are_form_errors_not_500s(admin_client, tenant, ov
     assert response.status_code == 200
     assert response.context["adminform"].form.errors or response.context["errors"]
     assert not SenderIdentity.objects.exists()
+
+
+def _action(admin_client, model, action: str, ids: list[int], reason: str):
+    return admin_client.post(
+        _url(model, "changelist"),
+        {"action": action, "_selected_action": ids, "apply": "1", "reason": reason},
+    )
+
+
+def test_receipts_are_reprocessed_from_the_admin(admin_client, worlds, event_rows_cleanup):
+    receipt = worlds[0].receipt
+    response = _action(admin_client, WebhookReceipt, "reprocess_receipts", [receipt.pk], "fix")
+    assert response.status_code == 302
+    receipt.refresh_from_db()
+    assert receipt.processed_at is not None and receipt.event_count == 1
+
+
+def test_identities_are_paused_from_the_admin_and_audited(admin_client, worlds):
+    from outreach.tenancy.models import AuditEntry
+
+    identity = worlds[0].identity
+    _action(admin_client, SenderIdentity, "pause_identities", [identity.pk], "bounces")
+    identity.refresh_from_db()
+    assert identity.paused is True
+    entry = AuditEntry.objects.get(action="sender_identity.pause")
+    assert (entry.actor, entry.reason) == ("admin:admin", "bounces")
+
+
+def test_a_needs_review_message_is_resolved_from_the_admin(admin_client, worlds):
+    from outreach.tenancy.models import AuditEntry
+
+    message = worlds[0].message
+    Message.objects.filter(pk=message.pk).update(status="needs_review", status_rank=1)
+    _action(admin_client, Message, "resolve_review_sent", [message.pk], "seen in SendGrid")
+    message.refresh_from_db()
+    assert message.status == "accepted"
+    assert AuditEntry.objects.get(action="message.review_sent").reason == "seen in SendGrid"
+    # Not needs_review any more: refused with a message, nothing changes.
+    response = _action(admin_client, Message, "resolve_review_not_sent", [message.pk], "oops")
+    assert response.status_code == 302
+    message.refresh_from_db()
+    assert message.status == "accepted"

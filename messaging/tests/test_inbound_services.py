@@ -443,3 +443,35 @@ def test_replies_generated_by_the_emulator_are_matched_and_classified(tenant, au
     else:
         assert inbound.classification == "human"
         assert len(_reply_events(tenant)) == 1
+
+
+# --- the inbound feature flag -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_with_the_inbound_flag_off_a_reply_is_kept_unprocessed_until_reprocessed(tenant):
+    from messaging.services.inbound import INBOUND_DISABLED
+    from messaging.services.receipts import webhook_receipt_reprocess
+    from outreach.tenancy.controls import tenant_controls_update
+
+    ours = sent_message(tenant, reply_token=TOKENS["gmail_reply"])
+    receipt = _receipt(tenant, fixture_bytes("gmail_reply"))
+    tenant_controls_update(
+        tenant_id=tenant.pk, changes={"inbound_enabled": False}, actor="cli:ops", reason="x"
+    )
+    assert inbound_receipt_process(tenant_id=tenant.pk, receipt_id=receipt.pk) is None
+    receipt.refresh_from_db()
+    assert (receipt.last_error, receipt.event_count) == (INBOUND_DISABLED, 0)
+    assert receipt.processed_at is not None  # the sweeper does not retry it every minute
+    assert not InboundMessage.objects.exists()
+    assert Message.objects.get(pk=ours.pk).status == Message.Status.DELIVERED
+
+    tenant_controls_update(
+        tenant_id=tenant.pk, changes={"inbound_enabled": True}, actor="cli:ops", reason="y"
+    )
+    assert webhook_receipt_reprocess(receipt_id=receipt.pk) == "processed"
+    assert webhook_receipt_reprocess(receipt_id=receipt.pk) == "processed"  # twice, once
+    (inbound,) = InboundMessage.objects.all()
+    assert inbound.matched_message_id == ours.pk
+    assert len(_reply_events(tenant)) == 1
+    assert Message.objects.get(pk=ours.pk).status == Message.Status.REPLIED

@@ -1,13 +1,17 @@
 """Admin helpers for tables with millions of rows (leads, messages, events)."""
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connections
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
+
+from outreach.common.errors import ApplicationError
 
 # Below this the exact count is cheap enough; above it the planner's estimate is shown.
 EXACT_COUNT_LIMIT = 50_000
@@ -65,3 +69,56 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def admin_actor(request: HttpRequest) -> str:
+    """Who did it, for the audit log."""
+    return f"admin:{request.user.get_username()}"
+
+
+def reason_action(
+    *,
+    name: str,
+    description: str,
+    explanation: str,
+    apply: Callable[[HttpRequest, Any, str], object],
+) -> Callable:
+    """An admin action that asks why first (an intermediate page), then calls
+    ``apply(request, row, reason)`` for each selected row, each on its own: a refusal
+    (``ApplicationError``) of one row is reported and the others go on."""
+
+    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Any):
+        reason = (request.POST.get("reason") or "").strip()
+        error = ""
+        if "apply" in request.POST:
+            if reason:
+                done, refused = 0, []
+                for row in queryset:
+                    try:
+                        apply(request, row, reason)
+                        done += 1
+                    except ApplicationError as exc:
+                        refused.append(f"{row}: {exc.message}")
+                modeladmin.message_user(request, f"{description}: {done} done.", messages.SUCCESS)
+                for line in refused[:20]:
+                    modeladmin.message_user(request, line, messages.ERROR)
+                return None
+            error = "Say why: the next operator reads it in the audit log."
+        return TemplateResponse(
+            request,
+            "admin/reason_action.html",
+            {
+                **modeladmin.admin_site.each_context(request),
+                "title": description,
+                "explanation": explanation,
+                "opts": modeladmin.model._meta,
+                "queryset": queryset,
+                "action": name,
+                "select_across": request.POST.get("select_across") == "1",
+                "reason": reason,
+                "error": error,
+            },
+        )
+
+    action.__name__ = name
+    return admin.action(description=description)(action)

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 import dj_database_url
-from kombu import Queue
+
+from outreach.queues import celery_routing
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -127,6 +128,14 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 20_000
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# /metrics (outreach.metrics): a bearer token and/or the networks a scraper comes from.
+# Production refuses to serve metrics with neither set.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS")
+METRICS_REQUIRE_PROTECTION = env_bool("METRICS_REQUIRE_PROTECTION", False)
+# /readyz fails when beat's every-second sweep last ran longer ago than this.
+READINESS_BEAT_MAX_AGE_SECONDS = int(os.environ.get("READINESS_BEAT_MAX_AGE_SECONDS", "30"))
+
 # Sending capacity (messaging.services.ratelimit). The global bucket protects the provider
 # account as a whole; 0 lifts it. First touches may use at most (1 - ratio) of each capped
 # window so follow-ups always find room.
@@ -168,19 +177,14 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
-CELERY_TASK_DEFAULT_QUEUE = "maintenance"
-CELERY_TASK_QUEUES = (
-    Queue("sending"),
-    Queue("events"),
-    Queue("maintenance"),
-)
-CELERY_TASK_ROUTES = {
-    "campaigns.*": {"queue": "sending"},
-    "messaging.message_send_batch": {"queue": "sending"},
-    "messaging.webhook_*": {"queue": "events"},
-    "messaging.inbound_*": {"queue": "events"},
-    "maintenance.*": {"queue": "maintenance"},
-}
+# Each queue has its own exchange and routing key (outreach.queues explains why).
+_ROUTING = celery_routing()
+CELERY_TASK_QUEUES = _ROUTING["task_queues"]
+CELERY_TASK_ROUTES = _ROUTING["task_routes"]
+CELERY_TASK_DEFAULT_QUEUE = _ROUTING["task_default_queue"]
+CELERY_TASK_DEFAULT_EXCHANGE = _ROUTING["task_default_exchange"]
+CELERY_TASK_DEFAULT_EXCHANGE_TYPE = _ROUTING["task_default_exchange_type"]
+CELERY_TASK_DEFAULT_ROUTING_KEY = _ROUTING["task_default_routing_key"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -241,6 +245,10 @@ INBOUND_REPLY_DOMAIN = os.environ.get("INBOUND_REPLY_DOMAIN", "")
 INBOUND_PARSE_MAX_BODY_BYTES = int(os.environ.get("INBOUND_PARSE_MAX_BODY_BYTES", 30 << 20))
 INBOUND_PARSE_BASIC_AUTH = env_bool("INBOUND_PARSE_BASIC_AUTH", True)
 SEND_MAX_TRANSIENT_RETRIES = int(os.environ.get("SEND_MAX_TRANSIENT_RETRIES", "5"))
+# Feature flags and the sending kill switch are cached per process this long: a change takes
+# effect in every worker within it (at once in the process that made it).
+FEATURE_FLAGS_CACHE_SECONDS = float(os.environ.get("FEATURE_FLAGS_CACHE_SECONDS", "5"))
+CONTROLS_CACHE_SECONDS = float(os.environ.get("CONTROLS_CACHE_SECONDS", "1"))
 # Rechecks of paused tenants, campaigns and identities (their actions wait, they are not lost).
 SEND_PAUSED_RECHECK_SECONDS = int(os.environ.get("SEND_PAUSED_RECHECK_SECONDS", "600"))
 # An out-of-office reply without a stated return date pauses the enrollment this long.

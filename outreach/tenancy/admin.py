@@ -1,13 +1,19 @@
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
+from outreach.common.admin_utils import ReadOnlyAdmin, admin_actor, reason_action
 from outreach.common.errors import ApplicationError
-from outreach.tenancy.models import Tenant, TenantAlert, TenantAPIKey
+from outreach.tenancy import controls, selectors
+from outreach.tenancy.controls import CONTROL_COLUMNS
+from outreach.tenancy.models import AuditEntry, KillSwitch, Tenant, TenantAlert, TenantAPIKey
 from outreach.tenancy.services import (
     sendgrid_key_fields,
     tenant_webhook_urls,
@@ -27,6 +33,12 @@ class TenantForm(forms.ModelForm):
         "characters are ever shown.",
     )
     clear_sendgrid_api_key = forms.BooleanField(label="Remove the SendGrid API key", required=False)
+    change_reason = forms.CharField(
+        label="Why (for the audit log)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        help_text="Required when you change the status, a feature flag or a quota.",
+    )
 
     class Meta:
         model = Tenant
@@ -37,13 +49,34 @@ class TenantForm(forms.ModelForm):
             "status",
             "campaigns_enabled",
             "webhook_shadow_mode",
+            "event_branching_enabled",
+            "analytics_enabled",
             "sms_enabled",
+            "inbound_enabled",
             "daily_send_quota",
+            "lead_quota",
+            "campaign_quota",
             "open_tracking",
             "click_tracking",
             "postal_address",
             "webhook_public_key",
         ]
+
+    def control_changes(self) -> dict[str, Any]:
+        """The status, flag and quota values this form changes (audited, via the service)."""
+        if not self.instance.pk:
+            return {}
+        return {
+            name: self.cleaned_data[name]
+            for name in CONTROL_COLUMNS
+            if name in self.changed_data and name in self.cleaned_data
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.control_changes() and not (cleaned.get("change_reason") or "").strip():
+            self.add_error("change_reason", "Say why you change the status, a flag or a quota.")
+        return cleaned
 
     def clean_new_sendgrid_api_key(self) -> dict[str, str] | None:
         value = self.cleaned_data.get("new_sendgrid_api_key")
@@ -78,6 +111,14 @@ class TenantForm(forms.ModelForm):
         return tenant
 
 
+def _tenant_pause(request: HttpRequest, tenant: Tenant, reason: str) -> None:
+    controls.tenant_pause(tenant_id=tenant.pk, actor=admin_actor(request), reason=reason)
+
+
+def _tenant_resume(request: HttpRequest, tenant: Tenant, reason: str) -> None:
+    controls.tenant_resume(tenant_id=tenant.pk, actor=admin_actor(request), reason=reason)
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     form = TenantForm
@@ -86,31 +127,66 @@ class TenantAdmin(admin.ModelAdmin):
         "slug",
         "status",
         "campaigns_enabled",
-        "webhook_shadow_mode",
+        "event_branching_enabled",
+        "analytics_enabled",
         "sms_enabled",
+        "inbound_enabled",
+        "webhook_shadow_mode",
         "daily_send_quota",
         "sendgrid_key",
-        "created_at",
+        "health_link",
     ]
-    list_filter = ["status", "campaigns_enabled", "webhook_shadow_mode", "sms_enabled"]
+    list_filter = [
+        "status",
+        "campaigns_enabled",
+        "event_branching_enabled",
+        "analytics_enabled",
+        "sms_enabled",
+        "inbound_enabled",
+        "webhook_shadow_mode",
+    ]
     search_fields = ["name", "slug"]
-    readonly_fields = ["public_id", "sendgrid_key", "webhook_urls", "created_at", "updated_at"]
+    readonly_fields = [
+        "public_id",
+        "health_link",
+        "sendgrid_key",
+        "webhook_urls",
+        "created_at",
+        "updated_at",
+    ]
+    actions = [
+        reason_action(
+            name="pause_tenants",
+            description="Pause sending of the selected tenants",
+            explanation="From the next send on, every due send of these tenants waits; "
+            "nothing is dropped.",
+            apply=_tenant_pause,
+        ),
+        reason_action(
+            name="resume_tenants",
+            description="Resume sending of the selected tenants",
+            explanation="The sends their pause held become due at once.",
+            apply=_tenant_resume,
+        ),
+    ]
     fieldsets = [
-        (None, {"fields": ["name", "slug", "status", "public_id"]}),
+        (None, {"fields": ["name", "slug", "status", "public_id", "health_link"]}),
         (
-            "Feature flags and limits",
+            "Feature flags",
             {
                 "fields": [
                     "campaigns_enabled",
-                    "webhook_shadow_mode",
+                    "event_branching_enabled",
+                    "analytics_enabled",
                     "sms_enabled",
-                    "daily_send_quota",
-                    "open_tracking",
-                    "click_tracking",
-                    "postal_address",
+                    "inbound_enabled",
+                    "webhook_shadow_mode",
                 ]
             },
         ),
+        ("Quotas", {"fields": ["daily_send_quota", "lead_quota", "campaign_quota"]}),
+        ("Audit", {"fields": ["change_reason"]}),
+        ("Sending", {"fields": ["open_tracking", "click_tracking", "postal_address"]}),
         (
             "SendGrid",
             {
@@ -125,6 +201,60 @@ class TenantAdmin(admin.ModelAdmin):
         ),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: TenantForm, change: bool) -> None:
+        """Control changes go through the service (audited, resumes release held sends);
+        the rest of the form is saved as usual, in the same transaction."""
+        changes = form.control_changes() if change else {}
+        if changes:
+            stored = Tenant.objects.filter(pk=obj.pk).values(*changes).get()
+            for name, value in stored.items():
+                setattr(obj, name, value)
+        super().save_model(request, obj, form, change)
+        if changes:
+            controls.tenant_controls_update(
+                tenant_id=obj.pk,
+                changes=changes,
+                actor=admin_actor(request),
+                reason=form.cleaned_data.get("change_reason", ""),
+            )
+            obj.refresh_from_db()
+
+    def get_urls(self) -> list:
+        urls = super().get_urls()
+        health = path(
+            "<int:tenant_id>/health/",
+            self.admin_site.admin_view(self.health_view),
+            name="tenancy_tenant_health",
+        )
+        return [health, *urls]
+
+    def health_view(self, request: HttpRequest, tenant_id: int) -> TemplateResponse:
+        tenant = Tenant.objects.filter(pk=tenant_id).first()
+        if tenant is None or not self.has_view_permission(request, tenant):
+            raise Http404("No such tenant.")
+        health = selectors.tenant_health_get(tenant_id=tenant_id)
+        audit = selectors.audit_list(tenant_id=tenant_id)[:10]
+        return TemplateResponse(
+            request,
+            "admin/tenancy/tenant/health.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Health of {tenant.name}",
+                "opts": Tenant._meta,
+                "tenant": tenant,
+                "health": health,
+                "audit": audit,
+                "grace_minutes": settings.SEND_RECONCILE_GRACE_SECONDS // 60,
+            },
+        )
+
+    @admin.display(description="Health")
+    def health_link(self, tenant: Tenant) -> str:
+        if not tenant.pk:
+            return "-"
+        url = reverse("admin:tenancy_tenant_health", args=[tenant.pk])
+        return format_html('<a href="{}">Health at a glance</a>', url)
 
     @admin.display(description="SendGrid key")
     def sendgrid_key(self, tenant: Tenant) -> str:
@@ -172,3 +302,69 @@ class TenantAlertAdmin(admin.ModelAdmin):
     @admin.display(description="Message")
     def short_message(self, alert: TenantAlert) -> str:
         return alert.message[:120]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """The audit log: shown, never added, changed or deleted (the database refuses too)."""
+
+    list_display = [
+        "created_at",
+        "actor",
+        "action",
+        "target_type",
+        "target_id",
+        "tenant",
+        "short_reason",
+    ]
+    list_filter = ["action", "target_type", "tenant"]
+    search_fields = ["actor", "=target_id", "reason"]
+    list_select_related = ["tenant"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Why")
+    def short_reason(self, entry: AuditEntry) -> str:
+        return entry.reason[:120]
+
+
+def _switch_engage(request: HttpRequest, switch: KillSwitch, reason: str) -> None:
+    controls.kill_switch_set(
+        channel=switch.channel, engaged=True, actor=admin_actor(request), reason=reason
+    )
+
+
+def _switch_release(request: HttpRequest, switch: KillSwitch, reason: str) -> None:
+    controls.kill_switch_set(
+        channel=switch.channel, engaged=False, actor=admin_actor(request), reason=reason
+    )
+
+
+@admin.register(KillSwitch)
+class KillSwitchAdmin(ReadOnlyAdmin):
+    """Engaged and released only through the actions, which ask why and audit it."""
+
+    list_display = ["channel", "engaged", "reason", "changed_by", "changed_at"]
+    list_filter = ["engaged"]
+    search_fields = ["channel", "reason", "changed_by"]
+    actions = [
+        reason_action(
+            name="engage_kill_switch",
+            description="ENGAGE: stop all sending on the selected channels",
+            explanation="Every due send on these channels, of every tenant, waits from the "
+            "next batch on (within a second everywhere). Nothing is dropped.",
+            apply=_switch_engage,
+        ),
+        reason_action(
+            name="release_kill_switch",
+            description="Release: let the selected channels send again",
+            explanation="The sends the kill switch held become due at once.",
+            apply=_switch_release,
+        ),
+    ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None):
+        KillSwitch.objects.bulk_create(
+            [KillSwitch(channel=channel) for channel in KillSwitch.Channel.values],
+            ignore_conflicts=True,
+        )
+        return super().changelist_view(request, extra_context)

@@ -21,15 +21,34 @@ class Tenant(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
 
-    # Feature flags: per-tenant rollout, per the implementation overview.
-    campaigns_enabled = models.BooleanField(default=True)
+    # Feature flags: per-tenant rollout of each phase, read through outreach.tenancy.flags.
+    campaigns_enabled = models.BooleanField(
+        default=True, help_text="Campaign sending: off holds every due send of the tenant."
+    )
     webhook_shadow_mode = models.BooleanField(
         default=False,
         help_text="Store and normalise events, but drive no transitions or suppressions.",
     )
-    sms_enabled = models.BooleanField(default=False)
+    event_branching_enabled = models.BooleanField(
+        default=True,
+        help_text="Events and replies move enrollments along their plan's branches; off, "
+        "events are stored and suppress, but only timeouts move enrollments.",
+    )
+    analytics_enabled = models.BooleanField(
+        default=True, help_text="The analytics API and dashboard answer for this tenant."
+    )
+    sms_enabled = models.BooleanField(default=False, help_text="Plans may contain SMS steps.")
+    inbound_enabled = models.BooleanField(
+        default=True,
+        help_text="Replies come back through Inbound Parse and are matched and applied; off, "
+        "replies go to the sender's own reply-to and inbound mail is stored unprocessed.",
+    )
 
+    # Quotas. Sends over the daily quota wait for the next UTC day; leads and campaigns over
+    # theirs are refused (HTTP 429). Empty means no limit.
     daily_send_quota = models.PositiveIntegerField(default=10_000)
+    lead_quota = models.PositiveIntegerField(null=True, blank=True)
+    campaign_quota = models.PositiveIntegerField(null=True, blank=True)
     timezone = models.CharField(
         max_length=64, default="UTC", help_text="IANA zone: analytics days and hours are its own"
     )
@@ -113,3 +132,70 @@ class TenantAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant.slug}: {self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class AuditEntry(models.Model):
+    """One control change: who, when, what, why, and the values before and after.
+
+    Append-only: a trigger refuses UPDATE and DELETE (migration 0004), so not even the ORM
+    can rewrite history. ``tenant`` is empty for platform-wide changes (the kill switch); it
+    is not a foreign-key constraint, so the entries outlive a deleted tenant.
+    """
+
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor = models.CharField(max_length=200, help_text="admin:<user>, api-key:<prefix>, cli:<user>")
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=64)
+    target_id = models.CharField(max_length=64, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit log"
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["tenant", "-id"], name="audit_tenant_idx"),
+            models.Index(fields=["target_type", "target_id"], name="audit_target_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target_type} {self.target_id}"
+
+
+class KillSwitch(models.Model):
+    """A platform-wide stop for sending: ``all`` channels, or one channel.
+
+    While engaged, the send path holds every due send of that channel (they wait, they are
+    not lost). Read through ``outreach.tenancy.controls.sending_stop_reason``, cached for
+    ``CONTROLS_CACHE_SECONDS``.
+    """
+
+    class Channel(models.TextChoices):
+        ALL = "all", "all channels"
+        EMAIL = "email"
+        SMS = "sms"
+
+    channel = models.CharField(max_length=8, choices=Channel.choices, unique=True)
+    engaged = models.BooleanField(default=False)
+    reason = models.TextField(blank=True, default="")
+    changed_by = models.CharField(max_length=200, blank=True, default="")
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "sending kill switch"
+        verbose_name_plural = "sending kill switches"
+        ordering = ["channel"]
+
+    def __str__(self) -> str:
+        state = "ENGAGED" if self.engaged else "released"
+        return f"kill switch ({self.get_channel_display()}): {state}"

@@ -22,7 +22,8 @@ from messaging.models import (
     SenderIdentity,
     WebhookReceipt,
 )
-from outreach.tenancy.models import Tenant, TenantAlert
+from outreach.tenancy.audit import audit_record
+from outreach.tenancy.models import AuditEntry, KillSwitch, Tenant, TenantAlert
 from outreach.testing.factories import LeadFactory, SenderIdentityFactory, campaign_with_plan
 from suppression.models import Suppression
 
@@ -47,6 +48,8 @@ class World:
     verdict: EmailVerdict
     suppression: Suppression
     alert: TenantAlert
+    audit: AuditEntry
+    kill_switch: KillSwitch
 
 
 def world_build(*, tenant: Tenant) -> World:
@@ -138,6 +141,18 @@ def world_build(*, tenant: Tenant) -> World:
     alert = TenantAlert.objects.create(
         tenant=tenant, kind=TenantAlert.Kind.WEBHOOK, message="Webhook signature failures"
     )
+    audit = audit_record(
+        tenant_id=tenant.pk,
+        actor="admin:world",
+        action="tenant.pause",
+        target_type="tenant",
+        target_id=tenant.pk,
+        reason="world",
+        before={"status": "active"},
+        after={"status": "paused"},
+    )
+    # Platform-wide, released: present for the admin pages, holding nothing.
+    kill_switch, _ = KillSwitch.objects.get_or_create(channel=KillSwitch.Channel.SMS)
     return World(
         tenant=tenant,
         lead=lead,
@@ -155,4 +170,6 @@ def world_build(*, tenant: Tenant) -> World:
         verdict=verdict,
         suppression=suppression,
         alert=alert,
+        audit=audit,
+        kill_switch=kill_switch,
     )

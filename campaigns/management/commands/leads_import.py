@@ -5,6 +5,12 @@ The first row names the columns. Columns named like lead fields (``email``, ``fi
 ``custom_fields`` under its header name. Rows go in batches, each in its own transaction, so
 an interrupted import can simply be run again: rows already imported are skipped as
 "already exists". Rows are numbered as a spreadsheet shows them (the header is row 1).
+
+Every rejected row is written with its reasons to a report file (``--rejects``, by default
+``<file>.rejects.csv`` beside the CSV) whenever there is one. ``--dry-run`` checks every row
+(validation, duplicates, the lead quota) and rolls each batch back: nothing is stored. Over
+the tenant's lead quota the import stops with one line; the batches before it are kept and a
+second run skips them.
 """
 
 import csv
@@ -23,6 +29,7 @@ from campaigns.serializers import LeadInputSerializer
 from campaigns.services.leads import LEAD_INPUT_FIELDS, lead_bulk_create
 from outreach.common.errors import _flatten as flatten_errors
 from outreach.tenancy.models import Tenant
+from outreach.tenancy.quotas import QuotaExceeded
 
 COLUMN_FIELDS = frozenset(LEAD_INPUT_FIELDS) - {"custom_fields"}
 # Lead columns we fill ourselves: a CSV exported from another system often carries them.
@@ -61,7 +68,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--delimiter", default=",", help="Field separator (default ','; use ';' or '\\t')."
         )
-        parser.add_argument("--rejects", metavar="PATH", help="Also write every rejected row here.")
+        parser.add_argument(
+            "--rejects",
+            metavar="PATH",
+            help="Where to write the rejected rows (default: <file>.rejects.csv, if any).",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Check every row; store nothing."
+        )
         parser.add_argument("--show", type=int, default=100, help="Rejected rows to print.")
         parser.add_argument("--no-progress", action="store_true")
 
@@ -88,6 +102,7 @@ class Command(BaseCommand):
                     tenant_id=tenant.pk,
                     records=_records(reader, columns),
                     batch_size=options["batch_size"],
+                    dry_run=options["dry_run"],
                     progress=tqdm(
                         total=max(total - 1, 0),
                         unit="rows",
@@ -103,9 +118,16 @@ class Command(BaseCommand):
         except csv.Error as exc:
             raise CommandError(f"{path} is not a readable CSV file: {exc}") from None
 
-        self._report(summary, show=options["show"])
-        if options["rejects"]:
-            _write_rejects(Path(options["rejects"]), summary.rejected)
+        except QuotaExceeded as exc:
+            raise CommandError(
+                f"stopped: {exc.message} (imported {exc.imported} leads before it)"
+            ) from None
+
+        self._report(summary, show=options["show"], dry_run=options["dry_run"])
+        if summary.rejected:
+            rejects = Path(options["rejects"] or f"{path}.rejects.csv")
+            _write_rejects(rejects, summary.rejected)
+            self.stdout.write(f"rejected rows and their reasons: {rejects}")
 
     def _import(
         self,
@@ -114,6 +136,7 @@ class Command(BaseCommand):
         records: Iterator[tuple[int, dict[str, Any] | list[str]]],
         batch_size: int,
         progress: tqdm,
+        dry_run: bool = False,
     ) -> Summary:
         summary = Summary()
         row_serializer = LeadInputSerializer()
@@ -122,7 +145,11 @@ class Command(BaseCommand):
         def flush() -> None:
             if not batch:
                 return
-            result = lead_bulk_create(tenant_id=tenant_id, rows=batch)
+            try:
+                result = lead_bulk_create(tenant_id=tenant_id, rows=batch, dry_run=dry_run)
+            except QuotaExceeded as exc:
+                exc.imported = summary.imported
+                raise
             summary.imported += len(result.created)
             summary.skipped += sum(1 for skip in result.skipped if skip.duplicate_of is None)
             for skip in result.skipped:
@@ -152,9 +179,10 @@ class Command(BaseCommand):
         summary.rejected.sort(key=lambda rejected: rejected.row)
         return summary
 
-    def _report(self, summary: Summary, *, show: int) -> None:
+    def _report(self, summary: Summary, *, show: int, dry_run: bool = False) -> None:
+        verb = "dry run: would import" if dry_run else "imported"
         self.stdout.write(
-            f"imported {summary.imported} leads, skipped {summary.skipped} already present, "
+            f"{verb} {summary.imported} leads, skipped {summary.skipped} already present, "
             f"rejected {len(summary.rejected)} rows"
         )
         for rejected in summary.rejected[:show]:

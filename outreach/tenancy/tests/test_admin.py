@@ -1,10 +1,11 @@
 """Tenant admin: secrets never shown, keys replaced encrypted; every tenancy page loads."""
 
 import pytest
+from django.contrib import admin
 from django.urls import reverse
 
 from outreach.common.crypto import secret_decrypt
-from outreach.tenancy.models import Tenant, TenantAlert, TenantAPIKey
+from outreach.tenancy.models import AuditEntry, KillSwitch, Tenant, TenantAlert, TenantAPIKey
 from outreach.tenancy.services import sendgrid_key_fields
 from outreach.testing.world import world_build
 
@@ -26,6 +27,9 @@ def _tenant_form(tenant: Tenant, **overrides) -> dict:
         "slug": tenant.slug,
         "status": tenant.status,
         "campaigns_enabled": "on",
+        "event_branching_enabled": "on",
+        "analytics_enabled": "on",
+        "inbound_enabled": "on",
         "daily_send_quota": tenant.daily_send_quota,
         "open_tracking": "on",
         "click_tracking": "on",
@@ -104,3 +108,104 @@ def test_adding_an_api_key_shows_it_once(admin_client, tenant):
     api_key = TenantAPIKey.objects.get(tenant=tenant, name="crm")
     shown = [str(m) for m in response.context["messages"]]
     assert any(api_key.prefix in m and "will not be able to see it again" in m for m in shown)
+
+
+@pytest.mark.parametrize("model", [AuditEntry, KillSwitch], ids=lambda m: m.__name__)
+def test_the_audit_log_and_kill_switch_pages_load_and_are_read_only(
+    admin_client, tenant, other_tenant, model
+):
+    world_build(tenant=tenant)
+    world_build(tenant=other_tenant)
+    response = admin_client.get(_url(model, "changelist"))
+    assert response.status_code == 200
+    row = model.objects.first()
+    page = admin_client.get(_url(model, "change", row.pk))
+    assert page.status_code == 200
+    assert b'name="_save"' not in page.content
+    assert admin_client.get(_url(model, "add")).status_code == 403
+    assert admin_client.post(_url(model, "delete", row.pk), {"post": "yes"}).status_code == 403
+
+
+def test_every_project_model_in_the_admin_has_filters_and_search():
+    apps = {"tenancy", "campaigns", "messaging", "suppression", "analytics"}
+    missing = [
+        f"{model._meta.label}: {'filters' if not model_admin.list_filter else 'search'}"
+        for model, model_admin in admin.site._registry.items()
+        if model._meta.app_label in apps
+        and not (model_admin.list_filter and model_admin.search_fields)
+    ]
+    assert not missing, missing
+
+
+def _action(admin_client, model, action: str, ids: list[int], reason: str | None):
+    data = {"action": action, "_selected_action": ids}
+    if reason is not None:
+        data.update({"apply": "1", "reason": reason})
+    return admin_client.post(_url(model, "changelist"), data)
+
+
+def test_pausing_tenants_in_the_admin_asks_why_then_audits(admin_client, tenant):
+    page = _action(admin_client, Tenant, "pause_tenants", [tenant.pk], None)
+    assert page.status_code == 200
+    assert b'name="reason"' in page.content
+    assert Tenant.objects.get(pk=tenant.pk).status == "active"
+    refused = _action(admin_client, Tenant, "pause_tenants", [tenant.pk], "  ")
+    assert b"Say why" in refused.content
+    done = _action(admin_client, Tenant, "pause_tenants", [tenant.pk], "customer asked")
+    assert done.status_code == 302
+    assert Tenant.objects.get(pk=tenant.pk).status == "paused"
+    entry = AuditEntry.objects.get()
+    assert (entry.actor, entry.action, entry.reason) == (
+        "admin:admin",
+        "tenant.pause",
+        "customer asked",
+    )
+    _action(admin_client, Tenant, "resume_tenants", [tenant.pk], "done")
+    assert Tenant.objects.get(pk=tenant.pk).status == "active"
+
+
+def test_the_kill_switch_is_engaged_from_the_admin_with_a_reason(admin_client):
+    admin_client.get(_url(KillSwitch, "changelist"))  # the three channels exist from here on
+    switch = KillSwitch.objects.get(channel="all")
+    _action(admin_client, KillSwitch, "engage_kill_switch", [switch.pk], "provider incident")
+    switch.refresh_from_db()
+    assert (switch.engaged, switch.reason, switch.changed_by) == (
+        True,
+        "provider incident",
+        "admin:admin",
+    )
+    assert AuditEntry.objects.get().action == "kill_switch.engage"
+
+
+def test_changing_controls_in_the_tenant_form_needs_a_reason_and_is_audited(admin_client, tenant):
+    change = _url(Tenant, "change", tenant.pk)
+    refused = admin_client.post(change, _tenant_form(tenant, lead_quota=100))
+    assert refused.status_code == 200
+    assert "change_reason" in refused.context["adminform"].form.errors
+    done = admin_client.post(change, _tenant_form(tenant, lead_quota=100, change_reason="plan"))
+    assert done.status_code == 302, done.context["adminform"].form.errors
+    tenant.refresh_from_db()
+    assert tenant.lead_quota == 100
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.before, entry.after, entry.reason) == (
+        "tenant.quotas",
+        {"lead_quota": None},
+        {"lead_quota": 100},
+        "plan",
+    )
+
+
+def test_the_tenant_health_page_shows_the_figures(admin_client, tenant):
+    world_build(tenant=tenant)
+    page = admin_client.get(reverse("admin:tenancy_tenant_health", args=[tenant.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    for label in (
+        "Sent today (UTC) / daily quota",
+        "Bounce rate",
+        "Unprocessed receipts",
+        "needs_review",
+        "Latest control changes",
+    ):
+        assert label in text
+    assert admin_client.get(reverse("admin:tenancy_tenant_health", args=[99999])).status_code == 404

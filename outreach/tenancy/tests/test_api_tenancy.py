@@ -20,6 +20,7 @@ RESOURCE_IDS = {
     "campaigns": lambda w: w.campaign.id,
     "inbound": lambda w: w.inbound.id,
     "suppressions": lambda w: w.suppression.id,
+    "audit-log": lambda w: w.audit.id,
 }
 # Other path parameters, by name.
 EXTRA_PARAMS = {"version": lambda w: w.version.version}
@@ -29,6 +30,7 @@ LISTS = {
     "/api/v1/campaigns/": lambda w: w.campaign.id,
     "/api/v1/inbound/": lambda w: w.inbound.id,
     "/api/v1/suppressions/": lambda w: w.suppression.id,
+    "/api/v1/audit-log/": lambda w: w.audit.id,
 }
 
 

@@ -1,0 +1,136 @@
+"""``lead_erase``: a person's right to erasure (GDPR art. 17), in one transaction.
+
+The lead's personal data goes from every table (see ``messaging.services.erasure`` for the
+messaging side); its live enrollments stop; its address stays suppressed, but only as a
+hash, so it is never mailed again even if someone imports it anew. The lead row itself stays
+(the send ledger points at it) with a placeholder address and nothing else. The audit entry
+records counts, never the address.
+
+Idempotent: an erased lead is recognised by its placeholder address and left alone; asked
+by address after the erasure, the hashed suppression answers "already erased".
+"""
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.models import Enrollment, Lead
+from campaigns.services import engine
+from messaging.services.erasure import MessagingErased, lead_messaging_erase
+from outreach.common.errors import NotFound
+from outreach.tenancy.audit import audit_record
+from suppression.models import Suppression
+from suppression.services import email_normalise, suppression_hash, suppression_keep_as_hash
+
+logger = logging.getLogger(__name__)
+
+ERASED_DOMAIN = "erased.invalid"
+
+
+@dataclass
+class ErasureReport:
+    lead_id: int | None
+    already_erased: bool = False
+    enrollments_stopped: int = 0
+    messaging: MessagingErased = field(default_factory=MessagingErased)
+    suppression_hash: str = ""
+
+    def summary(self) -> str:
+        if self.already_erased:
+            return f"lead {self.lead_id or '(by address)'}: already erased, nothing to do"
+        m = self.messaging
+        return (
+            f"lead {self.lead_id}: erased; {self.enrollments_stopped} enrollments stopped, "
+            f"{m.messages} messages, {m.events} events, {m.inbound_messages} replies, "
+            f"{m.receipts} webhook bodies, {m.verdicts} verdicts cleaned; suppression kept "
+            f"as {self.suppression_hash[:19]}…"
+        )
+
+
+def _placeholder(lead_id: int) -> str:
+    return f"erased-{lead_id}@{ERASED_DOMAIN}"
+
+
+def lead_find_for_erasure(*, tenant_id: int, email: str) -> int | None:
+    """The lead with this address, or None: also when it was erased already (then
+    ``lead_erased_before`` says so)."""
+    return (
+        Lead.objects.for_tenant(tenant_id)
+        .filter(email=email_normalise(email))
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+def lead_erased_before(*, tenant_id: int, email: str) -> bool:
+    return Suppression.objects.filter(tenant_id=tenant_id, email=suppression_hash(email)).exists()
+
+
+def lead_erase(
+    *, tenant_id: int, lead_id: int, actor: str, reason: str = "", dry_run: bool = False
+) -> ErasureReport:
+    """Erase the lead's personal data (see the module). ``dry_run`` does everything, counts
+    it, and rolls it back."""
+    report = ErasureReport(lead_id=lead_id)
+    with transaction.atomic():
+        lead = Lead.objects.for_tenant(tenant_id).select_for_update().filter(pk=lead_id).first()
+        if lead is None:
+            raise NotFound("Lead not found.")
+        if lead.email.endswith("@" + ERASED_DOMAIN):
+            report.already_erased = True
+            return report
+        email = lead.email
+        now = timezone.now()
+        live = (
+            Enrollment.objects.for_tenant(tenant_id)
+            .filter(lead_id=lead_id, state__in=[Enrollment.State.ACTIVE, Enrollment.State.PAUSED])
+            .values_list("id", flat=True)
+        )
+        for enrollment in engine.enrollments_locked(enrollment_ids=list(live)).values():
+            if engine.enrollment_stop(
+                enrollment=enrollment, trigger="erased", reason="lead erased on request", now=now
+            ):
+                report.enrollments_stopped += 1
+        placeholder = _placeholder(lead_id)
+        report.messaging = lead_messaging_erase(
+            tenant_id=tenant_id, lead_id=lead_id, email=email, placeholder=placeholder
+        )
+        report.suppression_hash = suppression_keep_as_hash(
+            tenant_id=tenant_id, email=email, note=f"lead {lead_id} erased on request"
+        )
+        Lead.objects.filter(pk=lead_id, tenant_id=tenant_id).update(
+            email=placeholder,
+            first_name="",
+            last_name="",
+            company="",
+            title="",
+            timezone="",
+            country="",
+            phone="",
+            custom_fields={},
+            validation_status=Lead.Validation.INVALID,
+            validation_reason="erased on request",
+            is_role_address=False,
+            is_disposable=False,
+            updated_at=now,
+        )
+        counts = {
+            "enrollments_stopped": report.enrollments_stopped,
+            **asdict(report.messaging),
+        }
+        audit_record(
+            tenant_id=tenant_id,
+            actor=actor,
+            action="lead.erase",
+            target_type="lead",
+            target_id=lead_id,
+            reason=reason,
+            after=counts,
+        )
+        if dry_run:
+            transaction.set_rollback(True)
+    if not dry_run:
+        logger.info("lead.erased", extra={"tenant_id": tenant_id, "lead_id": lead_id, **counts})
+    return report

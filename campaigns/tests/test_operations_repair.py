@@ -1,0 +1,306 @@
+"""Repair tools on real sends: resolving needs_review messages, reconciling `sending` ones
+from webhook events, re-processing receipts, erasing a lead. Each is idempotent: run twice,
+the effect happens once."""
+
+import datetime
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
+
+from campaigns.models import Enrollment, Lead, ScheduledAction
+from campaigns.services.enrollment import enrollments_create
+from campaigns.services.erasure import lead_erase
+from campaigns.tests.engine_support import (
+    PLAN_BRANCHES,
+    PLAN_ONE_EMAIL,
+    actions_make_due,
+    campaign_enrolled,
+    emulator_events_for,
+    pending_actions,
+    received_per_recipient,
+    sweep_inline,
+)
+from messaging.models import InboundMessage, Message, MessageEvent, WebhookReceipt
+from messaging.services.receipts import webhook_receipt_create, webhook_receipt_normalise
+from messaging.services.review import message_reconcile, message_review_resolve
+from outreach.common.errors import ApplicationError
+from outreach.tenancy.models import AuditEntry
+from suppression.models import Suppression
+from suppression.selectors import suppression_check
+
+pytestmark = pytest.mark.django_db
+
+
+def _run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue().strip()
+
+
+def _needs_review(tenant, emulator, email: str, plan=PLAN_ONE_EMAIL):
+    """A send whose outcome was unknown past the grace period: the message is needs_review
+    and the enrollment paused, as the send path leaves them."""
+    _, (enrollment,) = campaign_enrolled(tenant, plan=plan, emails=[email])
+    actions_make_due()
+    sweep_inline()
+    message = Message.objects.get(enrollment=enrollment)
+    # As if the worker died after the provider call: the row is left `sending`, the step's
+    # action is still there, and the grace period has passed.
+    Message.objects.filter(pk=message.pk).update(
+        status=Message.Status.SENDING,
+        status_rank=0,
+        sent_at=None,
+        provider_message_id="",
+        updated_at=timezone.now() - datetime.timedelta(hours=1),
+    )
+    Enrollment.objects.filter(pk=enrollment.pk).update(
+        state=Enrollment.State.ACTIVE, current_step="intro", step_seq=1
+    )
+    ScheduledAction.objects.filter(enrollment=enrollment).delete()
+    ScheduledAction.objects.create(
+        tenant=tenant,
+        enrollment=enrollment,
+        kind="send",
+        step="intro",
+        step_seq=1,
+        due_at=timezone.now() - datetime.timedelta(seconds=1),
+        idempotency_key=f"repair-{enrollment.pk}",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM campaigns_enrollmenttransition WHERE enrollment_id = %s", [enrollment.pk]
+        )
+    sweep_inline()
+    message.refresh_from_db()
+    enrollment.refresh_from_db()
+    assert message.status == Message.Status.NEEDS_REVIEW
+    assert enrollment.state == Enrollment.State.PAUSED
+    return enrollment, message
+
+
+def test_resolving_as_not_sent_sends_the_step_again_exactly_once(tenant, engine_settings):
+    emulator = engine_settings
+    enrollment, message = _needs_review(tenant, emulator, "lost@prospect.example.com")
+    emulator.clear_messages()
+    message_review_resolve(
+        tenant_id=tenant.pk, message_id=message.pk, outcome="not_sent", actor="admin:ops"
+    )
+    with pytest.raises(ApplicationError, match="not needs_review"):
+        message_review_resolve(
+            tenant_id=tenant.pk, message_id=message.pk, outcome="not_sent", actor="admin:ops"
+        )
+    actions_make_due()  # due "now" is after this test transaction's now()
+    sweep_inline()
+    actions_make_due()
+    sweep_inline()
+    assert received_per_recipient(emulator) == {"lost@prospect.example.com": 1}
+    attempts = list(
+        Message.objects.filter(enrollment=enrollment)
+        .order_by("attempt")
+        .values_list("attempt", "status")
+    )
+    assert attempts == [(1, "failed"), (2, "accepted")]
+    assert AuditEntry.objects.get(target_type="message").action == "message.review_not_sent"
+
+
+def test_resolving_as_sent_moves_the_enrollment_on_without_a_mail(tenant, engine_settings):
+    emulator = engine_settings
+    enrollment, message = _needs_review(tenant, emulator, "had@prospect.example.com")
+    emulator.clear_messages()
+    message_review_resolve(
+        tenant_id=tenant.pk, message_id=message.pk, outcome="sent", actor="admin:ops"
+    )
+    enrollment.refresh_from_db()
+    message.refresh_from_db()
+    assert message.status == Message.Status.ACCEPTED
+    assert enrollment.state == Enrollment.State.COMPLETED  # the one-email plan went on to its end
+    sweep_inline()
+    assert emulator.messages() == []
+
+
+def test_reconcile_settles_a_needs_review_message_from_an_orphan_event(
+    tenant, engine_settings, events_cleanup
+):
+    enrollment, message = _needs_review(tenant, engine_settings, "seen@prospect.example.com")
+    now = timezone.now()
+    # An event stored as an orphan (no message matched at the time) that carries our id.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO messaging_messageevent (tenant_id, event_type, occurred_at, received_at,
+                provider_event_id, provider_message_id, email, is_machine_open, is_bot_click,
+                is_synthetic, raw)
+            VALUES (%s, 'delivered', %s, %s, 'orphan-1', 'sg-xyz', %s, false, false, false, %s)
+            """,
+            [
+                tenant.pk,
+                now,
+                now,
+                message.to_email,
+                json.dumps({"outreach_message_id": str(message.public_id)}),
+            ],
+        )
+    dry = _run("messages_reconcile", "--tenant", tenant.slug, "--dry-run", "--no-progress")
+    assert dry.startswith("dry run: would reconcile 1 of 1")
+    assert Message.objects.get(pk=message.pk).status == Message.Status.NEEDS_REVIEW
+
+    line = _run("messages_reconcile", "--tenant", tenant.slug, "--no-progress")
+    assert line.startswith("reconciled 1 of 1")
+    message.refresh_from_db()
+    enrollment.refresh_from_db()
+    assert (message.status, message.provider_message_id) == ("delivered", "sg-xyz")
+    assert MessageEvent.objects.get(provider_event_id="orphan-1").message_id == message.pk
+    assert enrollment.state == Enrollment.State.COMPLETED
+    assert _run("messages_reconcile", "--tenant", tenant.slug, "--no-progress").startswith(
+        "reconciled 0 of 0"
+    )
+    assert message_reconcile(message_id=message.pk) == "settled"
+
+
+def test_reconcile_without_evidence_leaves_the_message_for_review(tenant, engine_settings):
+    _, message = _needs_review(tenant, engine_settings, "silent@prospect.example.com")
+    assert message_reconcile(message_id=message.pk) == "no_evidence"
+    assert Message.objects.get(pk=message.pk).status == Message.Status.NEEDS_REVIEW
+
+
+def test_reprocessing_receipts_twice_stores_their_events_once(
+    tenant, engine_settings, webhook_sink, events_cleanup
+):
+    engine_settings.register_tenant(str(tenant.public_id), events_url=webhook_sink.url + "/events")
+    _, (enrollment,) = campaign_enrolled(
+        tenant, plan=PLAN_BRANCHES, emails=["reader+open@prospect.example.com"]
+    )
+    actions_make_due()
+    sweep_inline()
+    message = Message.objects.get(enrollment=enrollment)
+    events = emulator_events_for(webhook_sink, message, {"open"})
+    receipt_id = webhook_receipt_create(
+        tenant_id=tenant.pk, kind="events", body=json.dumps(events).encode(), headers={}
+    )
+    webhook_receipt_normalise(receipt_id=receipt_id)
+    stored = MessageEvent.objects.filter(message_id=message.pk).count()
+    assert stored == len(events)
+    since = (timezone.now() - datetime.timedelta(hours=1)).isoformat()
+    for _ in range(2):
+        line = _run(
+            "webhook_receipts_reprocess", "--since", since, "--tenant", tenant.slug, "--no-progress"
+        )
+        assert line.startswith("re-processed 1 of 1 receipts")
+    assert MessageEvent.objects.filter(message_id=message.pk).count() == stored
+    assert WebhookReceipt.objects.get(pk=receipt_id).processed_at is not None
+    dry = _run("webhook_receipts_reprocess", "--since", since, "--dry-run")
+    assert dry.startswith("dry run: would re-process 1 receipts")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterday"], "not a date"),
+        (["--since", "2026-13-45"], "not a date"),
+        (["--since", "2030-01-02", "--until", "2030-01-01"], "must be before"),
+        (["--since", "2026-01-01", "--tenant", "nobody"], "no tenant"),
+    ],
+)
+def test_reprocess_bad_input_is_one_line(args, message):
+    with pytest.raises(CommandError, match=message):
+        _run("webhook_receipts_reprocess", *args)
+
+
+# --- erasure ----------------------------------------------------------------------------------
+
+
+def test_erasing_a_lead_removes_its_pii_and_keeps_it_suppressed_as_a_hash(
+    tenant, other_tenant, engine_settings, webhook_sink, events_cleanup
+):
+    engine_settings.register_tenant(str(tenant.public_id), events_url=webhook_sink.url + "/events")
+    email = "jane.doe+open@prospect.example.com"
+    _, (enrollment,) = campaign_enrolled(
+        tenant, plan=PLAN_BRANCHES, emails=[email], first_name="Jane", company="Doe Corp"
+    )
+    campaign_enrolled(other_tenant, plan=PLAN_ONE_EMAIL, emails=[email])  # not theirs to erase
+    actions_make_due()
+    sweep_inline()
+    message = Message.objects.get(enrollment=enrollment)
+    events = emulator_events_for(webhook_sink, message, {"open"})
+    receipt_id = webhook_receipt_create(
+        tenant_id=tenant.pk, kind="events", body=json.dumps(events).encode(), headers={}
+    )
+    webhook_receipt_normalise(receipt_id=receipt_id)
+    lead = Lead.objects.get(tenant=tenant, email=email)
+
+    dry = _run(
+        "lead_erase", "--tenant", tenant.slug, "--email", email, "--reason", "r1", "--dry-run"
+    )
+    assert dry.startswith(f"dry run (rolled back): lead {lead.pk}: erased")
+    assert Lead.objects.get(pk=lead.pk).first_name == "Jane"
+
+    line = _run("lead_erase", "--tenant", tenant.slug, "--email", email.upper(), "--reason", "r1")
+    assert line.startswith(f"lead {lead.pk}: erased")
+    lead.refresh_from_db()
+    assert lead.email == f"erased-{lead.pk}@erased.invalid"
+    assert (lead.first_name, lead.company, lead.custom_fields) == ("", "", {})
+    message.refresh_from_db()
+    assert email not in (message.to_email + message.subject)
+    for event in MessageEvent.objects.filter(message_id=message.pk):
+        assert event.email == "" and event.raw == {"erased": True}
+    assert email.encode() not in bytes(WebhookReceipt.objects.get(pk=receipt_id).body)
+    assert Enrollment.objects.get(pk=enrollment.pk).state == Enrollment.State.STOPPED
+    # Kept suppressed, only as a hash; the other tenant's lead is untouched.
+    assert not Suppression.objects.filter(email=email).exists()
+    assert suppression_check(tenant_id=tenant.pk, emails=[email]) == {email}
+    assert suppression_check(tenant_id=other_tenant.pk, emails=[email]) == set()
+    assert Lead.objects.get(tenant=other_tenant, email=email).first_name != ""
+    entry = AuditEntry.objects.get(action="lead.erase")
+    assert email not in json.dumps([entry.before, entry.after, entry.reason])
+
+    # Idempotent, by address or by id.
+    again = _run("lead_erase", "--tenant", tenant.slug, "--email", email, "--reason", "r1")
+    assert again.endswith("was erased before; nothing to do")
+    assert lead_erase(tenant_id=tenant.pk, lead_id=lead.pk, actor="cli:x").already_erased
+    assert AuditEntry.objects.filter(action="lead.erase").count() == 1
+
+
+def test_an_erased_address_imported_again_is_never_mailed(tenant, engine_settings):
+    email = "gone@prospect.example.com"
+    campaign, (enrollment,) = campaign_enrolled(tenant, plan=PLAN_ONE_EMAIL, emails=[email])
+    lead_erase(tenant_id=tenant.pk, lead_id=enrollment.lead_id, actor="cli:x", reason="r")
+    again = Lead.objects.create(tenant=tenant, email=email)
+    result = enrollments_create(tenant_id=tenant.pk, campaign_id=campaign.pk, lead_ids=[again.pk])
+    assert result.enrolled == []
+    assert [row["reason"] for row in result.skipped] == ["suppressed"]
+    # And should it slip into a plan anyway, the send path checks the hash at send time.
+    Enrollment.objects.create(
+        tenant=tenant,
+        campaign=campaign,
+        lead=again,
+        plan_version=campaign.current_version,
+        sender_identity=campaign.sender_identity,
+        current_step="intro",
+        step_seq=1,
+    )
+    slipped = Enrollment.objects.get(lead=again)
+    ScheduledAction.objects.create(
+        tenant=tenant,
+        enrollment=slipped,
+        kind="send",
+        step="intro",
+        step_seq=1,
+        due_at=timezone.now() - datetime.timedelta(minutes=1),
+        idempotency_key=f"slipped-{slipped.pk}",
+    )
+    sweep_inline()
+    assert engine_settings.messages() == []
+    assert Enrollment.objects.get(pk=slipped.pk).stop_reason == "address is suppressed"
+    assert not pending_actions(slipped)
+
+
+def test_lead_erase_bad_input_is_one_line(tenant):
+    with pytest.raises(CommandError, match="no lead with the address"):
+        _run("lead_erase", "--tenant", tenant.slug, "--email", "nobody@x.com", "--reason", "r")
+    with pytest.raises(CommandError, match="Lead not found"):
+        _run("lead_erase", "--tenant", tenant.slug, "--lead-id", "999999", "--reason", "r")
+    assert not InboundMessage.objects.exists()

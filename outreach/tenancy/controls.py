@@ -1,0 +1,205 @@
+"""Operator and tenant controls: pause and resume, feature flags, quotas, the kill switch.
+
+Every change goes through here (the API, the admin and the management commands are only
+interfaces), is written to the audit log in the same transaction, and takes effect for the
+next send: the send path re-reads the tenant with each batch and asks ``sending_stop_reason``,
+whose kill-switch state is cached for ``CONTROLS_CACHE_SECONDS`` per process (one tiny
+query per interval, nothing per send).
+
+A resume also makes the sends held by the pause due now, rather than at their next
+re-check (``SEND_PAUSED_RECHECK_SECONDS``).
+"""
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from outreach.common.errors import ApplicationError, NotFound
+from outreach.tenancy.audit import audit_record
+from outreach.tenancy.flags import FLAG_FIELDS, tenant_flags_cache_clear
+from outreach.tenancy.models import KillSwitch, Tenant
+
+TENANT_PAUSED = "tenant paused"
+KILL_SWITCH_HOLD = "kill switch engaged"
+
+_UINT_MAX = 2**31 - 1
+FLAG_COLUMNS = (*FLAG_FIELDS.values(), "webhook_shadow_mode")
+QUOTA_COLUMNS = ("daily_send_quota", "lead_quota", "campaign_quota")
+CONTROL_COLUMNS = ("status", *FLAG_COLUMNS, *QUOTA_COLUMNS)
+
+
+def _invalid(field: str, reason: str) -> ApplicationError:
+    return ApplicationError(f"{field}: {reason}", extra={field: [reason]})
+
+
+def _clean(changes: Mapping[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in CONTROL_COLUMNS:
+            raise _invalid(key, f"not a tenant control (one of {', '.join(CONTROL_COLUMNS)})")
+        if key == "status":
+            if value not in Tenant.Status.values:
+                raise _invalid(key, f"expected one of {', '.join(Tenant.Status.values)}")
+        elif key in FLAG_COLUMNS:
+            if not isinstance(value, bool):
+                raise _invalid(key, "expected true or false")
+        else:
+            nullable = key != "daily_send_quota"
+            if value is None and nullable:
+                pass
+            elif isinstance(value, bool) or not isinstance(value, int):
+                raise _invalid(key, "expected a whole number" + (" or null" if nullable else ""))
+            elif not 0 <= value <= _UINT_MAX:
+                raise _invalid(key, f"expected a number from 0 to {_UINT_MAX}")
+        clean[key] = value
+    return clean
+
+
+def _action(before: dict[str, Any], after: dict[str, Any]) -> str:
+    keys = set(before)
+    if keys == {"status"}:
+        return "tenant.resume" if after["status"] == Tenant.Status.ACTIVE else "tenant.pause"
+    if keys <= set(FLAG_COLUMNS):
+        return "tenant.flags"
+    if keys <= set(QUOTA_COLUMNS):
+        return "tenant.quotas"
+    return "tenant.controls"
+
+
+def _sending_allowed(values: Mapping[str, Any]) -> bool:
+    return values["status"] == Tenant.Status.ACTIVE and values["campaigns_enabled"]
+
+
+def tenant_controls_update(
+    *, tenant_id: int, changes: Mapping[str, Any], actor: str, reason: str = ""
+) -> Tenant:
+    """Change a tenant's status, feature flags or quotas, and audit it.
+
+    Only the values that really change are written and audited; repeating a change is a
+    no-op (no entry). Joins the caller's transaction (the admin wraps its save in one).
+    """
+    clean = _clean(changes)
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
+        if tenant is None:
+            raise NotFound("Tenant not found.")
+        current = {key: getattr(tenant, key) for key in CONTROL_COLUMNS}
+        before = {key: current[key] for key, value in clean.items() if current[key] != value}
+        if not before:
+            return tenant
+        after = {key: clean[key] for key in before}
+        for key, value in after.items():
+            setattr(tenant, key, value)
+        tenant.save(update_fields=[*after, "updated_at"])
+        audit_record(
+            tenant_id=tenant_id,
+            actor=actor,
+            action=_action(before, after),
+            target_type="tenant",
+            target_id=tenant_id,
+            reason=reason,
+            before=before,
+            after=after,
+        )
+        if not _sending_allowed(current) and _sending_allowed({**current, **after}):
+            from campaigns.services.actions import scheduled_actions_release
+
+            scheduled_actions_release(reason_prefix=TENANT_PAUSED, tenant_id=tenant_id)
+    tenant_flags_cache_clear(tenant_id=tenant_id)
+    return tenant
+
+
+def tenant_pause(*, tenant_id: int, actor: str, reason: str = "") -> Tenant:
+    """Hold every send of the tenant from the next batch on (nothing is dropped)."""
+    return tenant_controls_update(
+        tenant_id=tenant_id, changes={"status": Tenant.Status.PAUSED}, actor=actor, reason=reason
+    )
+
+
+def tenant_resume(*, tenant_id: int, actor: str, reason: str = "") -> Tenant:
+    """Let the tenant send again; the sends its pause held become due now."""
+    return tenant_controls_update(
+        tenant_id=tenant_id, changes={"status": Tenant.Status.ACTIVE}, actor=actor, reason=reason
+    )
+
+
+# --------------------------------------------------------------------------- kill switch
+
+_switches: tuple[float, dict[str, str]] | None = None
+_switches_lock = threading.Lock()
+
+
+def kill_switches_engaged() -> dict[str, str]:
+    """Engaged kill switches, channel → reason, at most ``CONTROLS_CACHE_SECONDS`` old."""
+    global _switches
+    now = time.monotonic()
+    cached = _switches
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    engaged = dict(KillSwitch.objects.filter(engaged=True).values_list("channel", "reason"))
+    with _switches_lock:
+        _switches = (now + settings.CONTROLS_CACHE_SECONDS, engaged)
+    return engaged
+
+
+def kill_switches_cache_clear() -> None:
+    global _switches
+    with _switches_lock:
+        _switches = None
+
+
+def kill_switch_set(*, channel: str, engaged: bool, actor: str, reason: str) -> KillSwitch:
+    """Engage or release the kill switch of one channel (``all``, ``email``, ``sms``).
+
+    Engaging holds every due send of that channel from the next batch on (within
+    ``CONTROLS_CACHE_SECONDS`` in other processes); releasing makes the held sends due now.
+    A reason is required either way: it is what the next operator reads.
+    """
+    if channel not in KillSwitch.Channel.values:
+        raise _invalid("channel", f"expected one of {', '.join(KillSwitch.Channel.values)}")
+    if not (reason or "").strip():
+        raise _invalid("reason", "say why: the next operator reads it in the audit log")
+    with transaction.atomic():
+        KillSwitch.objects.get_or_create(channel=channel)
+        switch = KillSwitch.objects.select_for_update().get(channel=channel)
+        if switch.engaged == engaged:
+            return switch
+        before = {"engaged": switch.engaged, "reason": switch.reason}
+        switch.engaged = engaged
+        switch.reason = reason.strip()[:2000]
+        switch.changed_by = actor[:200]
+        switch.changed_at = timezone.now()
+        switch.save()
+        audit_record(
+            tenant_id=None,
+            actor=actor,
+            action="kill_switch.engage" if engaged else "kill_switch.release",
+            target_type="kill_switch",
+            target_id=channel,
+            reason=reason,
+            before=before,
+            after={"engaged": engaged, "reason": switch.reason},
+        )
+        if not engaged:
+            from campaigns.services.actions import scheduled_actions_release
+
+            scheduled_actions_release(reason_prefix=f"{KILL_SWITCH_HOLD} ({channel})")
+    kill_switches_cache_clear()
+    return switch
+
+
+def sending_stop_reason(*, tenant: Tenant, channel: str = "email") -> str | None:
+    """Why a send of ``tenant`` on ``channel`` must wait now, or None. ``tenant`` is a row
+    the caller loaded with its batch (fresh); the kill switches come from the cache."""
+    engaged = kill_switches_engaged()
+    for switch in (KillSwitch.Channel.ALL, channel):
+        if switch in engaged:
+            return f"{KILL_SWITCH_HOLD} ({switch})"
+    if tenant.status != Tenant.Status.ACTIVE or not tenant.campaigns_enabled:
+        return TENANT_PAUSED
+    return None

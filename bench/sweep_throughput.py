@@ -456,22 +456,9 @@ def dispatch_none(kind: str, items: list[list[int]]) -> None:
     """Claim only: nothing is published."""
 
 
-def dispatch_lean(kind: str, items: list[list[int]]) -> None:
-    """What ``_dispatch`` would cost with a fixed ``argsrepr``: Celery otherwise builds a
-    ``saferepr`` of every id pair for the message headers (a proposal, measured side by side;
-    bench actions are all sends)."""
-    from messaging.tasks_sending import message_send_batch
-
-    message_send_batch.apply_async(
-        args=[items], queue="sending", argsrepr=f"[<{len(items)} actions>]"
-    )
-
-
 def dispatch_for(mode: str) -> Callable[[str, list[list[int]]], None]:
     if mode == "none":
         return dispatch_none
-    if mode == "lean":
-        return dispatch_lean
     from campaigns.tasks import _dispatch
 
     return _dispatch
@@ -490,6 +477,7 @@ class SweepRun:
     sweep_calls: int = 0
     pg_cpu_seconds: float | None = None
     py_cpu_seconds: float | None = None
+    wal_bytes: int | None = None
     load: str = field(default_factory=load_average)
 
     @property
@@ -498,6 +486,12 @@ class SweepRun:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def wal_position() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+        return int(cursor.fetchone()[0])
 
 
 def sweep_loop(
@@ -515,6 +509,7 @@ def sweep_loop(
     if start_at is not None:
         time.sleep(max(0.0, start_at - time.time()))
     cpu_started, py_started = cpu.seconds(), time.process_time()
+    wal_started = wal_position()
     started = reported = time.perf_counter()
     deadline = None if seconds is None else started + seconds
     claimed = calls = 0
@@ -551,6 +546,7 @@ def sweep_loop(
         sweep_calls=calls,
         pg_cpu_seconds=None if cpu_started is None else cpu_done - cpu_started,
         py_cpu_seconds=time.process_time() - py_started,
+        wal_bytes=wal_position() - wal_started,
     )
 
 
@@ -606,8 +602,9 @@ def per_row_us(run: SweepRun, seconds: float | None) -> str:
 def table(runs: list[SweepRun]) -> list[str]:
     lines = [
         "| Run | claim_limit | Dispatch | Sweepers | Claimed | Seconds | Claims/s "
-        "| Publishes | Time publishing | PG CPU µs/row | Python CPU µs/row | Load (1/5/15) |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| Publishes | Time publishing | PG CPU µs/row | Python CPU µs/row | WAL bytes/row "
+        "| Load (1/5/15) |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for run in runs:
         share = run.publish_seconds / run.seconds if run.seconds else 0.0
@@ -615,9 +612,15 @@ def table(runs: list[SweepRun]) -> list[str]:
             f"| {run.label} | {run.claim_limit:,} | {run.dispatch} | {run.sweepers} "
             f"| {run.claimed:,} | {run.seconds:.1f} | **{run.rate:,.0f}** | {run.publishes:,} "
             f"| {share:.0%} | {per_row_us(run, run.pg_cpu_seconds)} "
-            f"| {per_row_us(run, run.py_cpu_seconds)} | {run.load} |"
+            f"| {per_row_us(run, run.py_cpu_seconds)} | {wal_per_row(run)} | {run.load} |"
         )
     return lines
+
+
+def wal_per_row(run: SweepRun) -> str:
+    if run.wal_bytes is None or not run.claimed:
+        return "-"
+    return f"{run.wal_bytes / run.claimed:,.0f}"
 
 
 def print_run(run: SweepRun) -> None:
@@ -626,7 +629,7 @@ def print_run(run: SweepRun) -> None:
         f"  {run.label:<28} limit {run.claim_limit:>6,} dispatch {run.dispatch:<6}"
         f" {run.claimed:>9,} in {run.seconds:6.1f} s = {run.rate:>8,.0f}/s"
         f"  publishing {share:4.0%}  PG CPU {per_row_us(run, run.pg_cpu_seconds)} µs/row"
-        f"  load {run.load}",
+        f"  WAL {wal_per_row(run)} B/row  load {run.load}",
         flush=True,
     )
 
@@ -650,6 +653,7 @@ def main() -> int:
     parser.add_argument("--no-drain", action="store_true", help="skip the full drain")
     parser.add_argument("--keep", action="store_true", help="keep the actions afterwards")
     parser.add_argument("--no-doc", action="store_true", help="print only")
+    parser.add_argument("--json", action="store_true", help="end with the figures as JSON")
     parser.add_argument("--sweeper-process", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -710,17 +714,6 @@ def main() -> int:
                 print_run(run)
                 claimed_reset()
                 broker.delete("sending")
-        run = sweep_loop(
-            label="proposal: argsrepr",
-            claim_limit=default_limit,
-            batch_size=args.batch_size,
-            dispatch="lean",
-            seconds=args.seconds,
-        )
-        runs.append(run)
-        print_run(run)
-        claimed_reset()
-        broker.delete("sending")
         if args.sweepers > 1:
             for limit in sorted({default_limit, max(limits)}):
                 run = sweepers_run(
@@ -772,6 +765,19 @@ def main() -> int:
         summary.append(f"full drain of {drain.claimed:,} with real dispatch: {drain.rate:,.0f}/s")
     for line in summary:
         print(line)
+    if args.json:
+        headline = drain or best["celery"]
+        print(
+            json.dumps(
+                {
+                    "claims_per_s": round(headline.rate),
+                    "claimed": headline.claimed,
+                    "claim_limit": headline.claim_limit,
+                    "wal_bytes_per_claim": round(headline.wal_bytes / max(headline.claimed, 1)),
+                    "run": headline.label,
+                }
+            )
+        )
     if args.no_doc:
         return 0
 
@@ -789,8 +795,9 @@ def main() -> int:
         f"{args.seconds:.0f} s each and their claimed rows are put back to pending (then"
         " VACUUM) before the next. Hints carry "
         f"{args.batch_size} actions each (`SEND_BATCH_SIZE`), published by the real"
-        " `campaigns.tasks._dispatch` to Redis (`dispatch=celery`); `none` is the claim alone;"
-        " `lean` is the same publish with a fixed `argsrepr` (a proposal for `_dispatch`).",
+        " `campaigns.tasks._dispatch` to Redis (`dispatch=celery`); `none` is the claim alone."
+        " WAL is the bytes of write-ahead log the run wrote per claimed row (all of the"
+        " database's writers; the sweep is the only one).",
         "",
         *[f"- **{line[0].upper()}{line[1:]}**" for line in summary],
         "",

@@ -103,6 +103,7 @@ def main() -> int:
     }
     migrate("outreach_bench_send")
     migrate("outreach_bench_sched")
+    # One worker of two processes, SEND_THREADS and SEND_BATCH_SIZE at their defaults.
     send_layout = ["--concurrency", "2", "--threads", "8", "--batch-size", "100", "--json"]
     burst = run(
         "sends (burst)",

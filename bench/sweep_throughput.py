@@ -47,7 +47,7 @@ django.setup()
 
 import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 
 from campaigns.models import (  # noqa: E402
     Campaign,
@@ -477,7 +477,6 @@ class SweepRun:
     sweep_calls: int = 0
     pg_cpu_seconds: float | None = None
     py_cpu_seconds: float | None = None
-    wal_bytes: int | None = None
     load: str = field(default_factory=load_average)
 
     @property
@@ -488,10 +487,44 @@ class SweepRun:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def wal_position() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
-        return int(cursor.fetchone()[0])
+def explain_claim(limit: int) -> list[str]:
+    """EXPLAIN (ANALYZE, BUFFERS, WAL) of the claim statement exactly as the scheduler sends it
+    (captured, not copied), rolled back so nothing stays claimed."""
+    captured: list[tuple[str, object]] = []
+
+    def capture(execute_, sql, params, many, context):
+        captured.append((sql, params))
+        raise _Captured
+
+    with connection.execute_wrapper(capture), contextlib.suppress(_Captured):
+        scheduler.scheduled_actions_claim(limit=limit)
+    sql, params = captured[0]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, WAL) " + sql, params)
+        lines = [row[0] for row in cursor.fetchall()]
+        transaction.set_rollback(True)
+    return lines
+
+
+class _Captured(Exception):
+    pass
+
+
+def explain_wal(limit: int) -> tuple[int, int, int, int]:
+    """(rows, WAL records, full-page images, WAL bytes) of one claim of ``limit`` rows, from
+    its EXPLAIN (the cluster-wide WAL position would count other databases' writes too)."""
+    lines = explain_claim(limit)
+    rows = records = fpi = wal = 0
+    for line in lines:
+        text = line.strip()
+        if text.startswith("Update on") and "rows=" in text:
+            rows = int(text.rsplit("rows=", 1)[1].split()[0])
+        if text.startswith("WAL:") and not wal:
+            fields = dict(part.split("=") for part in text.removeprefix("WAL:").split())
+            records = int(fields.get("records", 0))
+            fpi = int(fields.get("fpi", 0))
+            wal = int(fields.get("bytes", 0))
+    return rows, records, fpi, wal
 
 
 def sweep_loop(
@@ -509,7 +542,6 @@ def sweep_loop(
     if start_at is not None:
         time.sleep(max(0.0, start_at - time.time()))
     cpu_started, py_started = cpu.seconds(), time.process_time()
-    wal_started = wal_position()
     started = reported = time.perf_counter()
     deadline = None if seconds is None else started + seconds
     claimed = calls = 0
@@ -546,7 +578,6 @@ def sweep_loop(
         sweep_calls=calls,
         pg_cpu_seconds=None if cpu_started is None else cpu_done - cpu_started,
         py_cpu_seconds=time.process_time() - py_started,
-        wal_bytes=wal_position() - wal_started,
     )
 
 
@@ -612,15 +643,9 @@ def table(runs: list[SweepRun]) -> list[str]:
             f"| {run.label} | {run.claim_limit:,} | {run.dispatch} | {run.sweepers} "
             f"| {run.claimed:,} | {run.seconds:.1f} | **{run.rate:,.0f}** | {run.publishes:,} "
             f"| {share:.0%} | {per_row_us(run, run.pg_cpu_seconds)} "
-            f"| {per_row_us(run, run.py_cpu_seconds)} | {wal_per_row(run)} | {run.load} |"
+            f"| {per_row_us(run, run.py_cpu_seconds)} | {run.load} |"
         )
     return lines
-
-
-def wal_per_row(run: SweepRun) -> str:
-    if run.wal_bytes is None or not run.claimed:
-        return "-"
-    return f"{run.wal_bytes / run.claimed:,.0f}"
 
 
 def print_run(run: SweepRun) -> None:
@@ -629,7 +654,7 @@ def print_run(run: SweepRun) -> None:
         f"  {run.label:<28} limit {run.claim_limit:>6,} dispatch {run.dispatch:<6}"
         f" {run.claimed:>9,} in {run.seconds:6.1f} s = {run.rate:>8,.0f}/s"
         f"  publishing {share:4.0%}  PG CPU {per_row_us(run, run.pg_cpu_seconds)} µs/row"
-        f"  WAL {wal_per_row(run)} B/row  load {run.load}",
+        f"  load {run.load}",
         flush=True,
     )
 
@@ -700,6 +725,12 @@ def main() -> int:
             seconds=min(args.seconds, 5.0),
         )
         claimed_reset()
+        wal_rows, wal_records, wal_fpi, wal_bytes = explain_wal(default_limit)
+        print(
+            f"WAL of one claim (EXPLAIN, rolled back): {wal_rows:,} rows, {wal_records:,}"
+            f" records, {wal_fpi:,} full-page images, {wal_bytes:,} bytes ="
+            f" {wal_bytes / max(wal_rows, 1):,.0f} bytes per claimed row"
+        )
         print(f"table: {args.seconds:.0f} s per run, {args.count:,} due at the start of each")
         for limit in limits:
             for mode in ("none", "celery"):
@@ -773,7 +804,7 @@ def main() -> int:
                     "claims_per_s": round(headline.rate),
                     "claimed": headline.claimed,
                     "claim_limit": headline.claim_limit,
-                    "wal_bytes_per_claim": round(headline.wal_bytes / max(headline.claimed, 1)),
+                    "wal_bytes_per_claim": round(wal_bytes / max(wal_rows, 1)),
                     "run": headline.label,
                 }
             )
@@ -795,9 +826,10 @@ def main() -> int:
         f"{args.seconds:.0f} s each and their claimed rows are put back to pending (then"
         " VACUUM) before the next. Hints carry "
         f"{args.batch_size} actions each (`SEND_BATCH_SIZE`), published by the real"
-        " `campaigns.tasks._dispatch` to Redis (`dispatch=celery`); `none` is the claim alone."
-        " WAL is the bytes of write-ahead log the run wrote per claimed row (all of the"
-        " database's writers; the sweep is the only one).",
+        " `campaigns.tasks._dispatch` to Redis (`dispatch=celery`); `none` is the claim alone.",
+        f"- WAL of one {wal_rows:,}-row claim (EXPLAIN (ANALYZE, WAL), rolled back, after the"
+        f" warm-up): {wal_records:,} records, {wal_fpi:,} full-page images, {wal_bytes:,} bytes:"
+        f" **{wal_bytes / max(wal_rows, 1):,.0f} bytes per claimed row**.",
         "",
         *[f"- **{line[0].upper()}{line[1:]}**" for line in summary],
         "",

@@ -164,10 +164,10 @@ class _MessageRow:
 
 
 _MESSAGES_BY_PUBLIC_ID = """
-    SELECT public_id, id, provider_message_id, enrollment_id, step_seq, lower(to_email),
+    SELECT public_id::text, id, provider_message_id, enrollment_id, step_seq, lower(to_email),
            status_rank, smtp_id, sent_at
     FROM messaging_message
-    WHERE tenant_id = %s AND public_id = ANY(%b::uuid[])
+    WHERE tenant_id = %s AND public_id = ANY(%b::text[]::uuid[])
 """
 _MESSAGES_BY_PROVIDER_ID = """
     SELECT id, provider_message_id, enrollment_id, step_seq, lower(to_email), status_rank,

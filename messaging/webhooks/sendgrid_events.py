@@ -9,6 +9,7 @@ default, never to an exception that would block the whole batch.
 import datetime
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,8 @@ def clean_text(value: Any, limit: int) -> str:
     if value is None:
         return ""
     text = value if isinstance(value, str) else str(value)
+    if text.isascii() and "\x00" not in text:
+        return text[:limit]  # the usual case: nothing to clean
     if "\x00" in text:
         text = text.replace("\x00", "")
     return utf8_safe(text[:limit])
@@ -111,12 +114,19 @@ def _truthy(value: Any) -> bool:
     return bool(value) and value == value
 
 
-def _message_ref(raw: dict[str, Any]) -> uuid.UUID | None:
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _message_ref(raw: dict[str, Any]) -> str | None:
+    """Our message id as the canonical text of a UUID (how we wrote it into ``custom_args``),
+    or None when it is missing or not a UUID."""
     value = raw.get(CUSTOM_ARG_MESSAGE_ID)
     if not isinstance(value, str) or not value:
         return None
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
     try:
-        return uuid.UUID(value)
+        return str(uuid.UUID(value))  # other spellings SendGrid may hand back (case, braces)
     except ValueError:
         return None
 
@@ -151,7 +161,7 @@ class NormalisedEvent:
     provider_message_id: str
     sg_prefix: str
     smtp_id: str
-    message_ref: uuid.UUID | None
+    message_ref: str | None
     is_machine_open: bool
     user_agent: str
     raw: dict[str, Any]

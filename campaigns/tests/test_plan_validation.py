@@ -289,7 +289,7 @@ SINGLE_MISTAKES = [
         "wait-with-on",
         _set("steps/pause/on", {"reply": "replied"}),
         "/steps/pause/on",
-        "only email steps react to events",
+        "only email and SMS steps react to events",
     ),
     (
         "unknown-trigger",

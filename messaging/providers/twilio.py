@@ -163,7 +163,9 @@ def _retry_after(headers: Any) -> datetime.datetime | None:
 
 
 def _from_rest_error(exc: TwilioRestException) -> Transient | Permanent:
-    detail = f"{exc.code}: {exc.msg}" if exc.code else str(exc.msg)
+    # The client prefixes Twilio's message with "Unable to create record: ".
+    message = str(exc.msg).removeprefix("Unable to create record: ")
+    detail = f"{exc.code}: {message}" if exc.code else message
     if exc.status == 429:
         headers = getattr(_last_headers, "value", None)
         return Transient("rate_limited", _retry_after(headers), 429, detail[:500])

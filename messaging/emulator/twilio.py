@@ -91,6 +91,9 @@ class SmsOptions:
     rate_per_second: int = 0  # per sender; 0 = unlimited
     fault_429_share: float = 0.0
     fault_500_share: float = 0.0
+    # Twilio's own opt-out handling: after a STOP, sends to that person answer 21610. Off,
+    # only the application's suppression stands between a STOP and the next text (tests).
+    carrier_opt_out: bool = True
 
     def update(self, changes: dict[str, Any]) -> list[str]:
         problems = []
@@ -100,6 +103,8 @@ class SmsOptions:
                 continue
             try:
                 kind = type(getattr(self, name))
+                if kind is bool and not isinstance(value, bool):
+                    raise ValueError("expected true or false")
                 setattr(self, name, kind(value))
             except (TypeError, ValueError) as exc:
                 problems.append(f"{name}: {exc}")
@@ -409,7 +414,7 @@ class SmsEmulator:
         params = item.params
         person, ours, body = params["From"], params["To"], params["Body"]
         keyword = body.strip().upper()
-        if keyword in STOP_WORDS:
+        if keyword in STOP_WORDS and self.options.carrier_opt_out:
             self.opted_out.add((person, ours))
         elif keyword in START_WORDS:
             self.opted_out.discard((person, ours))
@@ -476,7 +481,15 @@ class SmsEmulator:
                 break
             time.sleep(0.2 * (2**attempt))  # Twilio retries a callback that failed to connect
         self.deliveries.append(
-            {"kind": kind, "url": url, "status": status, "error": error, "at": time.time()}
+            {
+                "kind": kind,
+                "url": url,
+                "status": status,
+                "error": error,
+                "at": time.time(),  # after the answer: the receiver had committed by then
+                "number": params.get("From") if kind == "inbound" else params.get("To"),
+                "body": params.get("Body", "") if kind == "inbound" else "",
+            }
         )
         self._count(f"{kind}_posts_{'ok' if status and 200 <= status < 300 else 'failed'}")
         return status, answer
@@ -532,7 +545,7 @@ class SmsEmulator:
                     **counts,
                     "pending": self.pending(),
                     "opted_out": sorted(f"{a}>{b}" for a, b in self.opted_out),
-                    "deliveries": list(self.deliveries)[-50:],
+                    "deliveries": list(self.deliveries),
                 },
             )
         return _json(404, {"error": "resource not found"})

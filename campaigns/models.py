@@ -29,10 +29,14 @@ class Lead(TenantOwned):
     custom_fields = models.JSONField(default=dict, blank=True)
     # No SMS is sent without consent; its source (a form, an import, a START text) and time
     # are what a compliance review asks for.
+    # Database defaults too: bulk imports insert with raw SQL that does not name them.
     sms_consent = models.CharField(
-        max_length=8, choices=SmsConsent.choices, default=SmsConsent.UNKNOWN
+        max_length=8,
+        choices=SmsConsent.choices,
+        default=SmsConsent.UNKNOWN,
+        db_default=SmsConsent.UNKNOWN,
     )
-    sms_consent_source = models.CharField(max_length=100, blank=True, default="")
+    sms_consent_source = models.CharField(max_length=100, blank=True, default="", db_default="")
     sms_consent_at = models.DateTimeField(null=True, blank=True)
 
     validation_status = models.CharField(

@@ -49,14 +49,22 @@ class SenderIdentity(TenantOwned):
 
     # SMS (optional): a Twilio number in E.164 or a Messaging Service SID, and the number's
     # own caps (a US long code takes about one message per second).
-    sms_from_number = models.CharField(max_length=16, blank=True, default="", help_text="E.164")
+    sms_from_number = models.CharField(
+        max_length=16, blank=True, default="", db_default="", help_text="E.164"
+    )
     sms_messaging_service_sid = models.CharField(
-        max_length=34, blank=True, default="", help_text="MG… (Twilio Messaging Service)"
+        max_length=34,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="MG… (Twilio Messaging Service)",
     )
     sms_per_second = models.PositiveSmallIntegerField(
-        default=1, help_text="Most SMS per second from this number"
+        default=1, db_default=1, help_text="Most SMS per second from this number"
     )
-    sms_daily_cap = models.PositiveIntegerField(default=200, help_text="Most SMS per day")
+    sms_daily_cap = models.PositiveIntegerField(
+        default=200, db_default=200, help_text="Most SMS per day"
+    )
 
     paused = models.BooleanField(default=False)
     domain_status = models.CharField(
@@ -176,7 +184,10 @@ class Message(TenantOwned):
     status_rank = models.PositiveSmallIntegerField(default=0)
 
     to_email = models.CharField(max_length=320)
-    to_phone = models.CharField(max_length=16, blank=True, default="", help_text="SMS: E.164")
+    # A database default too: the email send path inserts with raw SQL that does not name it.
+    to_phone = models.CharField(
+        max_length=16, blank=True, default="", db_default="", help_text="SMS: E.164"
+    )
     subject = models.CharField(max_length=998, blank=True, default="")
     rfc_message_id = models.CharField(
         max_length=300, blank=True, default="", help_text="Our Message-ID header, for threading"

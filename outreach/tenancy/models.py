@@ -72,6 +72,7 @@ class Tenant(models.Model):
         max_length=320,
         blank=True,
         default="",
+        db_default="",
         help_text="The answer to an SMS HELP: who is texting and how to reach them. Empty: a "
         "default naming the tenant.",
     )

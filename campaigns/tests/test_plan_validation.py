@@ -512,9 +512,9 @@ SINGLE_MISTAKES = [
     ),
     (
         "merge-field-not-offered",
-        _set("steps/intro/variants/0/text", "{{ lead.phone }}"),
+        _set("steps/intro/variants/0/text", "{{ lead.fax }}"),
         "/steps/intro/variants/0/text",
-        'unknown merge field "lead.phone"',
+        'unknown merge field "lead.fax"',
     ),
     (
         "dunder-merge-field",

@@ -32,6 +32,10 @@ run: seed
 test: db
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The headline figures against the peer built the usual way (about 5 minutes; bench/README.md).
+bench: deps services
+	$(PY) bench/headline.py
+
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

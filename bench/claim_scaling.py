@@ -23,7 +23,6 @@ About 10 minutes and 3 GB of disk at the default sizes (two 10M loads).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import shutil
 import statistics
@@ -31,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import connection
 from sweep_throughput import (
     ACTIONS,
     DOC,
@@ -44,6 +43,7 @@ from sweep_throughput import (
     database_guard,
     doc_part_write,
     execute,
+    explain_claim,
     fixture_ensure,
     indexes_restore,
     load_average,
@@ -88,29 +88,6 @@ class SizeResult:
 
 def percent(a: float, b: float) -> str:
     return f"{(a / b - 1) * 100:+.0f}%" if b else "n/a"
-
-
-def explain_claim(limit: int) -> list[str]:
-    """EXPLAIN (ANALYZE, BUFFERS, WAL) of the claim statement exactly as the scheduler sends it
-    (captured, not copied), rolled back so nothing stays claimed."""
-    captured: list[tuple[str, object]] = []
-
-    def capture(execute_, sql, params, many, context):
-        captured.append((sql, params))
-        raise _Captured
-
-    with connection.execute_wrapper(capture), contextlib.suppress(_Captured):
-        scheduler.scheduled_actions_claim(limit=limit)
-    sql, params = captured[0]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, WAL) " + sql, params)
-        lines = [row[0] for row in cursor.fetchall()]
-        transaction.set_rollback(True)
-    return lines
-
-
-class _Captured(Exception):
-    pass
 
 
 def measure(*, layout: str, rows: int, due: int, rounds: int, limit: int, fixture) -> SizeResult:

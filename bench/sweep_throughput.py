@@ -47,7 +47,7 @@ django.setup()
 
 import redis  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 
 from campaigns.models import (  # noqa: E402
     Campaign,
@@ -456,22 +456,9 @@ def dispatch_none(kind: str, items: list[list[int]]) -> None:
     """Claim only: nothing is published."""
 
 
-def dispatch_lean(kind: str, items: list[list[int]]) -> None:
-    """What ``_dispatch`` would cost with a fixed ``argsrepr``: Celery otherwise builds a
-    ``saferepr`` of every id pair for the message headers (a proposal, measured side by side;
-    bench actions are all sends)."""
-    from messaging.tasks_sending import message_send_batch
-
-    message_send_batch.apply_async(
-        args=[items], queue="sending", argsrepr=f"[<{len(items)} actions>]"
-    )
-
-
 def dispatch_for(mode: str) -> Callable[[str, list[list[int]]], None]:
     if mode == "none":
         return dispatch_none
-    if mode == "lean":
-        return dispatch_lean
     from campaigns.tasks import _dispatch
 
     return _dispatch
@@ -498,6 +485,46 @@ class SweepRun:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def explain_claim(limit: int) -> list[str]:
+    """EXPLAIN (ANALYZE, BUFFERS, WAL) of the claim statement exactly as the scheduler sends it
+    (captured, not copied), rolled back so nothing stays claimed."""
+    captured: list[tuple[str, object]] = []
+
+    def capture(execute_, sql, params, many, context):
+        captured.append((sql, params))
+        raise _Captured
+
+    with connection.execute_wrapper(capture), contextlib.suppress(_Captured):
+        scheduler.scheduled_actions_claim(limit=limit)
+    sql, params = captured[0]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, WAL) " + sql, params)
+        lines = [row[0] for row in cursor.fetchall()]
+        transaction.set_rollback(True)
+    return lines
+
+
+class _Captured(Exception):
+    pass
+
+
+def explain_wal(limit: int) -> tuple[int, int, int, int]:
+    """(rows, WAL records, full-page images, WAL bytes) of one claim of ``limit`` rows, from
+    its EXPLAIN (the cluster-wide WAL position would count other databases' writes too)."""
+    lines = explain_claim(limit)
+    rows = records = fpi = wal = 0
+    for line in lines:
+        text = line.strip()
+        if text.startswith("Update on") and "rows=" in text:
+            rows = int(text.rsplit("rows=", 1)[1].split()[0])
+        if text.startswith("WAL:") and not wal:
+            fields = dict(part.split("=") for part in text.removeprefix("WAL:").split())
+            records = int(fields.get("records", 0))
+            fpi = int(fields.get("fpi", 0))
+            wal = int(fields.get("bytes", 0))
+    return rows, records, fpi, wal
 
 
 def sweep_loop(
@@ -606,8 +633,9 @@ def per_row_us(run: SweepRun, seconds: float | None) -> str:
 def table(runs: list[SweepRun]) -> list[str]:
     lines = [
         "| Run | claim_limit | Dispatch | Sweepers | Claimed | Seconds | Claims/s "
-        "| Publishes | Time publishing | PG CPU µs/row | Python CPU µs/row | Load (1/5/15) |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| Publishes | Time publishing | PG CPU µs/row | Python CPU µs/row | WAL bytes/row "
+        "| Load (1/5/15) |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for run in runs:
         share = run.publish_seconds / run.seconds if run.seconds else 0.0
@@ -650,6 +678,7 @@ def main() -> int:
     parser.add_argument("--no-drain", action="store_true", help="skip the full drain")
     parser.add_argument("--keep", action="store_true", help="keep the actions afterwards")
     parser.add_argument("--no-doc", action="store_true", help="print only")
+    parser.add_argument("--json", action="store_true", help="end with the figures as JSON")
     parser.add_argument("--sweeper-process", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -696,6 +725,12 @@ def main() -> int:
             seconds=min(args.seconds, 5.0),
         )
         claimed_reset()
+        wal_rows, wal_records, wal_fpi, wal_bytes = explain_wal(default_limit)
+        print(
+            f"WAL of one claim (EXPLAIN, rolled back): {wal_rows:,} rows, {wal_records:,}"
+            f" records, {wal_fpi:,} full-page images, {wal_bytes:,} bytes ="
+            f" {wal_bytes / max(wal_rows, 1):,.0f} bytes per claimed row"
+        )
         print(f"table: {args.seconds:.0f} s per run, {args.count:,} due at the start of each")
         for limit in limits:
             for mode in ("none", "celery"):
@@ -710,17 +745,6 @@ def main() -> int:
                 print_run(run)
                 claimed_reset()
                 broker.delete("sending")
-        run = sweep_loop(
-            label="proposal: argsrepr",
-            claim_limit=default_limit,
-            batch_size=args.batch_size,
-            dispatch="lean",
-            seconds=args.seconds,
-        )
-        runs.append(run)
-        print_run(run)
-        claimed_reset()
-        broker.delete("sending")
         if args.sweepers > 1:
             for limit in sorted({default_limit, max(limits)}):
                 run = sweepers_run(
@@ -772,6 +796,19 @@ def main() -> int:
         summary.append(f"full drain of {drain.claimed:,} with real dispatch: {drain.rate:,.0f}/s")
     for line in summary:
         print(line)
+    if args.json:
+        headline = drain or best["celery"]
+        print(
+            json.dumps(
+                {
+                    "claims_per_s": round(headline.rate),
+                    "claimed": headline.claimed,
+                    "claim_limit": headline.claim_limit,
+                    "wal_bytes_per_claim": round(wal_bytes / max(wal_rows, 1)),
+                    "run": headline.label,
+                }
+            )
+        )
     if args.no_doc:
         return 0
 
@@ -789,8 +826,10 @@ def main() -> int:
         f"{args.seconds:.0f} s each and their claimed rows are put back to pending (then"
         " VACUUM) before the next. Hints carry "
         f"{args.batch_size} actions each (`SEND_BATCH_SIZE`), published by the real"
-        " `campaigns.tasks._dispatch` to Redis (`dispatch=celery`); `none` is the claim alone;"
-        " `lean` is the same publish with a fixed `argsrepr` (a proposal for `_dispatch`).",
+        " `campaigns.tasks._dispatch` to Redis (`dispatch=celery`); `none` is the claim alone.",
+        f"- WAL of one {wal_rows:,}-row claim (EXPLAIN (ANALYZE, WAL), rolled back, after the"
+        f" warm-up): {wal_records:,} records, {wal_fpi:,} full-page images, {wal_bytes:,} bytes:"
+        f" **{wal_bytes / max(wal_rows, 1):,.0f} bytes per claimed row**.",
         "",
         *[f"- **{line[0].upper()}{line[1:]}**" for line in summary],
         "",

@@ -68,6 +68,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/6", help="Redis URL")
     parser.add_argument("--timeout", type=float, default=300.0, help="bound of each phase, s")
     parser.add_argument("--no-doc", action="store_true", help="print only")
+    parser.add_argument("--json", action="store_true", help="end with the figures as JSON")
     return parser.parse_args()
 
 
@@ -546,6 +547,20 @@ def main() -> int:
 
     for line in report_lines(results):
         print(line)
+    if ARGS.json:
+        end_to_end = results["D"]
+        print(
+            json.dumps(
+                {
+                    "events_per_s": round(end_to_end["events"] / end_to_end["seconds"]),
+                    "post_p99_ms": round(percentile(end_to_end["lat"], 0.99) * 1000, 1),
+                    "redelivery_cost_ratio": round(
+                        _cpu_ms(results["C"]) / _cpu_ms(results["B"]), 3
+                    ),
+                    "cpu_us_per_event": round(_cpu_ms(end_to_end)),
+                }
+            )
+        )
     if not ARGS.no_doc:
         write_doc(section(results, mb))
         print(f"updated {DOC.relative_to(ROOT)}")

@@ -211,8 +211,13 @@ def test_the_same_send_batch_run_by_two_processes_at_once_sends_each_recipient_o
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("leads", "threads"),
+    [(24, 4), (200, 64)],
+    ids=["24 sends on 4 connections", "200 sends on 64 kept-alive connections"],
+)
 def test_a_worker_killed_mid_batch_never_causes_a_second_mail(
-    tenant, engine_settings, engine_worker, live_server, tmp_path, events_cleanup
+    tenant, engine_settings, engine_worker, live_server, tmp_path, events_cleanup, leads, threads
 ):
     from outreach.celery import app
 
@@ -223,27 +228,29 @@ def test_a_worker_killed_mid_batch_never_causes_a_second_mail(
         str(tenant.public_id),
         events_url=f"{live_server.url}/webhooks/sendgrid/events/{tenant.public_id}/",
     )
-    emails = lead_emails("crash", 24)
+    emails = lead_emails("crash", leads)
     _, enrollments = campaign_enrolled(tenant, plan=PLAN_ONE_EMAIL, emails=emails)
     actions_make_due()
     items = _claim_all()
+    assert len(items) == leads
 
-    # A batch takes seconds (four provider calls at a time, 1.5 s each); the worker dies
-    # after the first calls reached SendGrid and before their answers were recorded.
+    # A batch takes seconds (`threads` provider calls at a time on kept-alive connections,
+    # 1.5 s each); the worker dies after the first calls reached SendGrid and before their
+    # answers were recorded.
     emulator.configure(latency_ms=1500)
     doomed = processes.CeleryWorkerProcess(
         log_dir=tmp_path,
         SENDGRID_API_HOST=emulator.host,
-        SEND_THREADS="4",
+        SEND_THREADS=str(threads),
         **WORKER_ENV,
     ).start()
     app.send_task("messaging.message_send_batch", args=[items], queue=doomed.queues["sending"])
-    wait_until(lambda: len(emulator.messages()) >= 4, timeout=60, what="the first mails")
+    wait_until(lambda: len(emulator.messages()) >= threads, timeout=60, what="the first mails")
     doomed.kill()
     emulator.configure(latency_ms=0)
 
     received = received_per_recipient(emulator)
-    assert 4 <= len(received) < 24
+    assert threads <= len(received) < leads
     assert set(received.values()) == {1}
     # The worker recorded no outcome before it died: every row is still `sending`, unless
     # SendGrid's events for it already came in.
@@ -261,7 +268,7 @@ def test_a_worker_killed_mid_batch_never_causes_a_second_mail(
     assert not WebhookReceipt.objects.filter(processed_at__isnull=True).exists()
 
     # The leases run out; the sweep hands the actions to a fresh worker.
-    assert leases_expire() == 24
+    assert leases_expire() == leads
     beat_until(
         lambda: not ScheduledAction.objects.filter(kind="send").exists(),
         what="the fresh worker to settle every action",
@@ -279,7 +286,7 @@ def test_a_worker_killed_mid_batch_never_causes_a_second_mail(
             assert message.status == "needs_review"
             assert enrollment.state == "paused"
             assert enrollment.stop_reason == "needs review: send outcome unknown"
-    assert Message.objects.count() == 24
+    assert Message.objects.count() == leads
 
 
 @pytest.mark.django_db

@@ -102,7 +102,9 @@ def sms_send_batch(*, items: list[list[int]]) -> SmsBatchReport:
     ready: list[_Ready] = []
     results: list = []
     try:
-        with transaction.atomic():
+        # Durable: the ledger rows must be committed, not merely saved in a caller's
+        # transaction, before any text leaves.
+        with transaction.atomic(durable=True):
             ready = _prepare(items, report, locked)
         credentials = sms_credentials_get()
         for prepared in ready:

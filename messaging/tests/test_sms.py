@@ -155,6 +155,9 @@ def _inbound(person: str, body: str, ours: str = SENDER_NUMBER) -> dict:
 @pytest.mark.parametrize("signature", ["wrong", "missing", "other-token"])
 def test_a_badly_signed_callback_is_403_and_changes_nothing(tenant, settings, signature):
     settings.PUBLIC_BASE_URL = "http://testserver"
+    lead = Lead.objects.create(
+        tenant=tenant, email="p@prospect.example.com", phone="+15551230100", sms_consent="granted"
+    )
     path = f"/webhooks/twilio/inbound/{tenant.public_id}/"
     params = _inbound("+15551230100", "STOP")
     client = Client()
@@ -170,6 +173,8 @@ def test_a_badly_signed_callback_is_403_and_changes_nothing(tenant, settings, si
     assert response.status_code == 403
     assert not WebhookReceipt.objects.exists()
     assert not PhoneSuppression.objects.exists()
+    lead.refresh_from_db()
+    assert lead.sms_consent == "granted"  # a forged STOP revokes nothing
 
 
 @pytest.mark.django_db

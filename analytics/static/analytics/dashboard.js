@@ -83,6 +83,8 @@
       g.appendChild(el("text", { svg: 1, x: p.x + 10, y: p.y + 20, "class": "name" }, n.name + " · " + n.type));
       var lines = n.type === "email"
         ? ["sent " + n.sent + " · delivered " + n.delivered, "opened " + n.unique_opens + " · clicked " + n.unique_clicks, "replied " + n.unique_replies]
+        : n.type === "sms"
+        ? ["texted " + n.sms_sent + " · delivered " + n.sms_delivered, "undelivered " + n.sms_undelivered, "replied " + n.sms_replies + " · opted out " + n.sms_opt_outs]
         : n.type === "end" ? ["finished here " + n.finished] : [];
       lines.push("on this step now " + n.here);
       lines.forEach(function (line, i) {

@@ -68,7 +68,11 @@ class Command(BaseCommand):
         )
         replies = InboundMessage.objects.for_tenant(tenant_id).count()
         rolled = HourlyRollup.objects.filter(tenant_id=tenant_id).aggregate(
-            sent=Sum("sent"), opened=Sum("unique_opens"), replied=Sum("unique_replies")
+            sent=Sum("sent"),
+            opened=Sum("unique_opens"),
+            replied=Sum("unique_replies"),
+            texted=Sum("sms_sent"),
+            text_replies=Sum("sms_replies"),
         )
         fill = FillState.objects.filter(name="hourly").first()
         lag = (
@@ -99,5 +103,6 @@ class Command(BaseCommand):
             f"{fmt(steps)} | messages: {fmt(messages)} | events: {fmt(events)} | "
             f"inbound replies={replies} | texts: {fmt(texts)} | texts in: "
             f"{', '.join(texts_in) or '-'} | dashboard: sent={rolled['sent'] or 0} "
-            f"opened={rolled['opened'] or 0} replied={rolled['replied'] or 0} ({lag})"
+            f"opened={rolled['opened'] or 0} replied={rolled['replied'] or 0} "
+            f"texted={rolled['texted'] or 0} text_replies={rolled['text_replies'] or 0} ({lag})"
         )

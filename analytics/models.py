@@ -28,10 +28,13 @@ from django_pgviews import view as pg
 # Every counter of a rollup row, in one order shared by the models, the triggers' SQL, the
 # recount and the API. What each one counts:
 #   enrolled           enrollments created in the hour (campaign buckets: no version, step)
-#   sent/failed/needs_review  messages by send outcome, in the hour the message was composed
+#   sent/failed/needs_review  emails by send outcome, in the hour the message was composed
 #   unique_*           messages with at least one human open / human click / reply, in the
 #                      hour the message was composed (so rates over ``sent`` are cohort rates)
-#   the rest           events, in the hour the event occurred
+#   sms_sent/sms_failed/sms_needs_review  text messages by send outcome, likewise: the email
+#                      counters and rates never include texts
+#   the rest           events, in the hour the event occurred (``sms_*``: Twilio's status
+#                      callbacks and inbound texts)
 COUNTERS: tuple[str, ...] = (
     "enrolled",
     "sent",
@@ -55,6 +58,13 @@ COUNTERS: tuple[str, ...] = (
     "dropped",
     "spam_reports",
     "unsubscribes",
+    "sms_sent",
+    "sms_failed",
+    "sms_needs_review",
+    "sms_delivered",
+    "sms_undelivered",
+    "sms_replies",
+    "sms_opt_outs",
 )
 
 BUCKET_KEYS: tuple[str, ...] = (
@@ -115,6 +125,13 @@ class BucketFields(models.Model):
     dropped = _counter()
     spam_reports = _counter()
     unsubscribes = _counter()
+    sms_sent = _counter()
+    sms_failed = _counter()
+    sms_needs_review = _counter()
+    sms_delivered = _counter()
+    sms_undelivered = _counter()
+    sms_replies = _counter()
+    sms_opt_outs = _counter()
 
     class Meta:
         abstract = True

@@ -160,6 +160,11 @@ def _plan_graph(plan: dict, *, per_step: dict[str, Counts], here: dict[str, dict
                 "unique_opens": counts["unique_opens"],
                 "unique_clicks": counts["unique_clicks"],
                 "unique_replies": counts["unique_replies"],
+                "sms_sent": counts["sms_sent"],
+                "sms_delivered": counts["sms_delivered"],
+                "sms_undelivered": counts["sms_undelivered"],
+                "sms_replies": counts["sms_replies"],
+                "sms_opt_outs": counts["sms_opt_outs"],
                 "here": here.get(name, {}).get("active", 0) + here.get(name, {}).get("paused", 0),
                 "finished": sum(
                     n

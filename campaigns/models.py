@@ -7,6 +7,11 @@ from outreach.common.models import TenantOwned
 class Lead(TenantOwned):
     """A prospect. ``email`` is stored normalised (see campaigns.services.leads)."""
 
+    class SmsConsent(models.TextChoices):
+        UNKNOWN = "unknown"  # never asked: no SMS
+        GRANTED = "granted"
+        REVOKED = "revoked"  # texted STOP, or withdrawn by hand
+
     class Validation(models.TextChoices):
         UNKNOWN = "unknown"
         VALID = "valid"
@@ -22,6 +27,17 @@ class Lead(TenantOwned):
     country = models.CharField(max_length=2, blank=True, default="", help_text="ISO 3166-1 alpha-2")
     phone = models.CharField(max_length=16, blank=True, default="", help_text="E.164")
     custom_fields = models.JSONField(default=dict, blank=True)
+    # No SMS is sent without consent; its source (a form, an import, a START text) and time
+    # are what a compliance review asks for.
+    # Database defaults too: bulk imports insert with raw SQL that does not name them.
+    sms_consent = models.CharField(
+        max_length=8,
+        choices=SmsConsent.choices,
+        default=SmsConsent.UNKNOWN,
+        db_default=SmsConsent.UNKNOWN,
+    )
+    sms_consent_source = models.CharField(max_length=100, blank=True, default="", db_default="")
+    sms_consent_at = models.DateTimeField(null=True, blank=True)
 
     validation_status = models.CharField(
         max_length=16, choices=Validation.choices, default=Validation.UNKNOWN
@@ -193,6 +209,7 @@ class ScheduledAction(TenantOwned):
 
     class Kind(models.TextChoices):
         SEND = "send"
+        SMS = "sms"  # send an SMS step's text message (messaging.services.sending_sms)
         ADVANCE = "advance"
         TIMEOUT = "timeout"
         RESUME = "resume"

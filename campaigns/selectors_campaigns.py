@@ -93,10 +93,22 @@ class PreviewVariant:
 
 
 @dataclass(frozen=True)
+class PreviewSms:
+    to: str
+    body: str
+    encoding: str
+    characters: int
+    segments: int
+    warning: str | None
+
+
+@dataclass(frozen=True)
 class PreviewStep:
     step: str
     thread_with: str | None
     variants: list[PreviewVariant]
+    type: str = "email"
+    sms: PreviewSms | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +153,8 @@ def plan_step_order(*, plan: dict) -> list[str]:
 def campaign_preview(
     *, tenant_id: int, campaign_id: int, lead_id: int, version: int | None = None
 ) -> Preview:
-    """Every email step of a plan version, each variant, rendered for one lead.
+    """Every email step of a plan version, each variant, rendered for one lead; every SMS
+    step's text with its encoding and segment count.
 
     Without ``version`` the published one is shown, or the latest if none is published yet.
     A threaded follow-up without its own subject shows an empty subject: the real one is
@@ -174,6 +187,21 @@ def campaign_preview(
     steps: list[PreviewStep] = []
     for name in plan_step_order(plan=plan):
         step = engine.step_get(plan, name)
+        if step.get("type") == "sms":
+            body = plans.plan_render_sms(
+                plan=plan, step_name=name, lead={**lead_fields, "phone": lead.phone}, sender=sender
+            )
+            counted = plans.sms_segments_count(text=body)
+            sms = PreviewSms(
+                to=lead.phone,
+                body=body,
+                encoding=counted.encoding,
+                characters=counted.characters,
+                segments=counted.segments,
+                warning=counted.warning,
+            )
+            steps.append(PreviewStep(step=name, thread_with=None, variants=[], type="sms", sms=sms))
+            continue
         if step.get("type") != "email":
             continue
         variants = []

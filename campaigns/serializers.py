@@ -81,6 +81,12 @@ class LeadInputSerializer(StrictSerializer):
     country = _text(64, "ISO 3166-1 alpha-2 code, e.g. `DE` (stored upper-case).")
     phone = _text(32, "E.164, e.g. `+14155550100` (spaces, dashes and brackets are removed).")
     custom_fields = CustomFieldsField(required=False)
+    sms_consent = serializers.ChoiceField(
+        choices=Lead.SmsConsent.choices,
+        required=False,
+        help_text="No SMS is sent without `granted`; the time of a change is recorded.",
+    )
+    sms_consent_source = _text(100, "Where the consent came from, e.g. `web_form`.")
 
 
 class LeadSerializer(serializers.ModelSerializer):
@@ -97,6 +103,9 @@ class LeadSerializer(serializers.ModelSerializer):
             "country",
             "phone",
             "custom_fields",
+            "sms_consent",
+            "sms_consent_source",
+            "sms_consent_at",
             "validation_status",
             "validation_reason",
             "is_role_address",

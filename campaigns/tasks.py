@@ -12,6 +12,10 @@ def _dispatch(kind: str, items: list[list[int]]) -> None:
         from messaging.tasks_sending import message_send_batch
 
         message_send_batch.apply_async(args=[items], queue="sending", argsrepr=summary)
+    elif kind == "sms":
+        from messaging.tasks_sms import sms_send_batch
+
+        sms_send_batch.apply_async(args=[items], queue="sending", argsrepr=summary)
     else:
         scheduled_actions_run.apply_async(args=[kind, items], queue="sending", argsrepr=summary)
 

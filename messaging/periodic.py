@@ -19,4 +19,10 @@ PERIODIC_TASKS = [
         every_seconds=60,
         expires_seconds=55,
     ),
+    Periodic(
+        name="messaging: process Twilio callbacks whose task was lost",
+        task="maintenance.sms_receipts_sweep",
+        every_seconds=30,
+        expires_seconds=25,
+    ),
 ]

@@ -54,6 +54,10 @@ class SenderIdentityInputSerializer(StrictSerializer):
         required=False, max_length=64, help_text="IANA zone of the window, e.g. `America/Chicago`."
     )
     paused = StrictBooleanField(required=False)
+    sms_from_number = _text(32, "Twilio number to text from, E.164 (blank: no SMS).")
+    sms_messaging_service_sid = _text(34, "Or a Twilio Messaging Service SID (MG…).")
+    sms_per_second = _count("Texts per second from this number (a US long code: 1).")
+    sms_daily_cap = _count("Texts per local day.")
 
 
 class SenderIdentitySerializer(serializers.ModelSerializer):

@@ -25,6 +25,8 @@ QUEUE_NAMES = (SENDING, EVENTS, MAINTENANCE)
 _ROUTES = (
     ("campaigns.*", SENDING),
     ("messaging.message_send_batch", SENDING),
+    ("messaging.sms_send_batch", SENDING),
+    ("messaging.sms_receipt_*", EVENTS),
     ("messaging.webhook_*", EVENTS),
     ("messaging.inbound_*", EVENTS),
     ("maintenance.*", MAINTENANCE),

@@ -2,6 +2,7 @@
 
 from django.urls import include, path
 
+from messaging.webhooks.twilio_views import twilio_inbound, twilio_status
 from messaging.webhooks.views import sendgrid_events
 
 urlpatterns = [
@@ -11,4 +12,6 @@ urlpatterns = [
         name="webhook-sendgrid-events",
     ),
     path("sendgrid/inbound/", include("messaging.inbound.webhook_urls")),
+    path("twilio/status/<uuid:tenant_public_id>/", twilio_status, name="webhook-twilio-status"),
+    path("twilio/inbound/<uuid:tenant_public_id>/", twilio_inbound, name="webhook-twilio-inbound"),
 ]

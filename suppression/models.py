@@ -59,3 +59,27 @@ class Suppression(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} ({self.scope}, {self.reason})"
+
+
+class PhoneSuppression(models.Model):
+    """A phone number we must not text, per tenant: a STOP (or its synonyms) puts it here at
+    once, a START takes it out. Checked by the SMS send path at send time, like email."""
+
+    class Reason(models.TextChoices):
+        STOP = "stop"  # the recipient texted STOP, STOPALL, UNSUBSCRIBE, CANCEL, END or QUIT
+        CARRIER_OPT_OUT = "carrier_opt_out"  # Twilio answered 21610
+        MANUAL = "manual"
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
+    phone = models.CharField(max_length=16, help_text="E.164")
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    note = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "phone"], name="phone_suppression_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.phone} ({self.reason})"

@@ -47,3 +47,17 @@ def suppression_list(
 
 def suppression_get(*, tenant_id: int, suppression_id: int) -> Suppression | None:
     return Suppression.objects.applicable_to(tenant_id).filter(pk=suppression_id).first()
+
+
+def phone_suppression_check(*, tenant_id: int, phones: list[str]) -> set[str]:
+    """The numbers among ``phones`` this tenant must not text (one query)."""
+    from suppression.models import PhoneSuppression
+
+    wanted = sorted({phone for phone in phones if phone})
+    if not wanted:
+        return set()
+    return set(
+        PhoneSuppression.objects.filter(tenant_id=tenant_id, phone__in=wanted).values_list(
+            "phone", flat=True
+        )
+    )

@@ -231,3 +231,86 @@ def suppression_keep_as_hash(*, tenant_id: int, email: str, note: str = "") -> s
             source=existing.source if existing else Suppression.Source.ADMIN,
         )
     return digest
+
+
+# --------------------------------------------------------------------------- phone numbers
+#
+# The SMS twin of the send lock above: the SMS send path holds a number's lock (shared) from
+# its suppression check until Twilio answered, and a STOP takes it exclusively before writing
+# the suppression, so a text racing a STOP either went out before the STOP committed or sees
+# it. Separate lock space: a number and an address never share a lock.
+_PHONE_LOCK_NAMESPACE = 0x534D
+_PHONE_LOCK_BUCKETS = 1024
+
+
+def phone_send_lock_many(*, phones: list[str]) -> set[str]:
+    """Take the send lock of each number (shared, held by this database session) unless a
+    suppression of it is being written; returns the numbers whose lock was taken. Release
+    each with ``phone_send_unlock_many`` once the provider call for it returned."""
+    if not phones:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT pg_try_advisory_lock_shared(%s, hashtext(p.phone) & %s)
+            FROM unnest(%s::text[]) WITH ORDINALITY AS p(phone, n)
+            ORDER BY p.n
+            """,
+            [_PHONE_LOCK_NAMESPACE, _PHONE_LOCK_BUCKETS - 1, phones],
+        )
+        taken = [row[0] for row in cursor.fetchall()]
+    return {phone for phone, ok in zip(phones, taken, strict=True) if ok}
+
+
+def phone_send_unlock_many(*, phones: list[str]) -> None:
+    if not phones:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_unlock_shared(%s, hashtext(p) & %s) FROM unnest(%s::text[]) AS p",
+            [_PHONE_LOCK_NAMESPACE, _PHONE_LOCK_BUCKETS - 1, phones],
+        )
+
+
+def _phone_lock_exclusive(phone: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s) & %s)",
+            [_PHONE_LOCK_NAMESPACE, phone, _PHONE_LOCK_BUCKETS - 1],
+        )
+
+
+def phone_suppression_add(*, tenant_id: int, phone: str, reason: str, note: str = "") -> bool:
+    """Stop texting ``phone`` for this tenant, from the moment this transaction commits: it
+    first waits for texts to the number already under way. True when it was not suppressed.
+    Joins the caller's transaction (a STOP is stored with its receipt)."""
+    from suppression.models import PhoneSuppression
+
+    if reason not in PhoneSuppression.Reason.values:
+        raise ApplicationError(
+            f"Unknown suppression reason {reason!r}.",
+            extra={"reason": [f"expected one of {', '.join(PhoneSuppression.Reason.values)}"]},
+        )
+    with transaction.atomic():
+        _phone_lock_exclusive(phone)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO suppression_phonesuppression (tenant_id, phone, reason, note,
+                                                          created_at)
+                VALUES (%s, %s, %s, %s, now())
+                ON CONFLICT (tenant_id, phone) DO NOTHING
+                """,
+                [tenant_id, phone, reason, note[:500]],
+            )
+            return cursor.rowcount == 1
+
+
+def phone_suppression_remove(*, tenant_id: int, phone: str) -> bool:
+    """Text ``phone`` again (the recipient texted START). True when it was suppressed."""
+    from suppression.models import PhoneSuppression
+
+    with transaction.atomic():
+        _phone_lock_exclusive(phone)
+        deleted, _ = PhoneSuppression.objects.filter(tenant_id=tenant_id, phone=phone).delete()
+    return bool(deleted)

@@ -1,8 +1,8 @@
 """Counting from the source tables: what the rollups must equal, and how a range is rebuilt.
 
-The rules are the triggers' rules (``analytics/migrations/0002_delta_triggers.py``) written a
-second time, from the ledger's point of view, for whole ranges: the tests hold the two to the
-same answer, and ``analytics_backfill`` uses this side to rebuild a range.
+The rules are the triggers' rules (``analytics/migrations/0004_sms_counter_triggers.py``)
+written a second time, from the ledger's point of view, for whole ranges: the tests hold the
+two to the same answer, and ``analytics_backfill`` uses this side to rebuild a range.
 """
 
 import datetime
@@ -28,11 +28,19 @@ _EVENT_COUNTERS: dict[str, str] = {
     "dropped": "e.event_type = 'dropped'",
     "spam_reports": "e.event_type = 'spamreport'",
     "unsubscribes": "e.event_type IN ('unsubscribe', 'group_unsubscribe')",
+    "sms_delivered": "e.event_type = 'sms_delivered'",
+    "sms_undelivered": "e.event_type IN ('sms_undelivered', 'sms_failed')",
+    "sms_replies": "e.event_type = 'sms_reply'",
+    "sms_opt_outs": "e.event_type = 'sms_stop'",
 }
+# Emails and texts by send outcome, each channel in its own counters.
 _MESSAGE_COUNTERS: dict[str, str] = {
-    "sent": "m.status_rank >= 10",
-    "failed": "m.status = 'failed'",
-    "needs_review": "m.status = 'needs_review'",
+    "sent": "m.channel = 'email' AND m.status_rank >= 10",
+    "failed": "m.channel = 'email' AND m.status = 'failed'",
+    "needs_review": "m.channel = 'email' AND m.status = 'needs_review'",
+    "sms_sent": "m.channel = 'sms' AND m.status_rank >= 10",
+    "sms_failed": "m.channel = 'sms' AND m.status = 'failed'",
+    "sms_needs_review": "m.channel = 'sms' AND m.status = 'needs_review'",
     "unique_opens": "u.opened",
     "unique_clicks": "u.clicked",
     "unique_replies": "u.replied",

@@ -24,10 +24,12 @@ PLAN = {
 }
 
 
-def campaign_messages(tenant, *, hours: list[datetime.datetime], per_hour: int, variant="A"):
+def campaign_messages(
+    tenant, *, hours: list[datetime.datetime], per_hour: int, variant="A", plan: dict = PLAN
+):
     """Accepted messages of one campaign step, ``per_hour`` composed in each of ``hours``."""
     identity = SenderIdentityFactory(tenant=tenant)
-    campaign = campaign_with_plan(tenant=tenant, plan=PLAN, identity=identity)
+    campaign = campaign_with_plan(tenant=tenant, plan=plan, identity=identity)
     messages = []
     for hour in hours:
         for i in range(per_hour):

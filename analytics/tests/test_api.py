@@ -3,6 +3,7 @@
 import datetime
 import itertools
 import random
+from urllib.parse import urlencode
 
 import pytest
 from django.utils import timezone
@@ -13,8 +14,13 @@ from analytics.tests.support import (
     engagement_events,
     enrollments_make,
     receipt_post,
+    recount_rows,
+    rollup_rows,
 )
+from messaging.models import Message, SenderIdentity
+from messaging.services.sms_events import sms_receipt_process, sms_receipt_store
 from messaging.tests.webhook_support import sg_event
+from outreach.testing.factories import LeadFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -155,3 +161,91 @@ def test_the_endpoints_are_in_the_openapi_schema(api):
         "/api/v1/analytics/tenant/",
     ):
         assert path in text
+
+
+EMAIL_THEN_TEXT = {
+    "start": "intro",
+    "steps": {
+        "intro": {"type": "email", "next": "text"},
+        "text": {"type": "sms", "body": "Hi {{ lead.first_name }}, worth a call?", "next": "done"},
+        "done": {"type": "end", "outcome": "finished"},
+    },
+}
+
+
+def _twilio_callback(tenant, kind: str, message: Message, **params: str) -> None:
+    """A verified Twilio callback through the real path: stored raw, then normalised."""
+    if kind == "sms_status":
+        url = f"http://testserver/webhooks/twilio/status/{tenant.public_id}/?message={message.public_id}"
+        fields = {"MessageSid": message.provider_message_id, "To": message.to_phone, **params}
+    else:
+        url = f"http://testserver/webhooks/twilio/inbound/{tenant.public_id}/"
+        fields = {
+            "MessageSid": f"SMin{message.pk}{params['Body']}",
+            "From": message.to_phone,
+            "To": message.sender_identity.sms_from_number,
+            **params,
+        }
+    received = sms_receipt_store(
+        tenant_id=tenant.pk, kind=kind, body=urlencode(fields).encode(), url=url, headers={}
+    )
+    assert sms_receipt_process(receipt_id=received.receipt_id)
+
+
+def test_a_campaign_with_an_email_step_and_a_text_step_counts_each_channel_apart(api, tenant):
+    campaign, mails = campaign_messages(
+        tenant, hours=[_top_of_hour(1)], per_hour=10, plan=EMAIL_THEN_TEXT
+    )
+    receipt_post(tenant, [sg_event(m, "delivered") for m in mails[:8]])
+    identity = campaign.sender_identity
+    SenderIdentity.objects.filter(pk=identity.pk).update(sms_from_number="+15550001000")
+    texts = []
+    for n, status in enumerate(["accepted"] * 4 + ["failed"]):
+        lead = LeadFactory(tenant=tenant, phone=f"+1555000{n:04d}")
+        texts.append(
+            Message.objects.create(
+                tenant=tenant,
+                channel=Message.Channel.SMS,
+                sender_identity=identity,
+                lead=lead,
+                campaign=campaign,
+                plan_version=campaign.current_version,
+                step="text",
+                to_email="",
+                to_phone=lead.phone,
+                subject="Hi, worth a call?",
+                status=status,
+                status_rank=10 if status == "accepted" else 2,
+                provider_message_id=f"SM{tenant.pk}x{n}" if status == "accepted" else "",
+                sent_at=timezone.now() if status == "accepted" else None,
+            )
+        )
+    for text in texts[:2]:
+        _twilio_callback(tenant, "sms_status", text, MessageStatus="delivered")
+    _twilio_callback(tenant, "sms_status", texts[2], MessageStatus="undelivered", ErrorCode="30003")
+    _twilio_callback(tenant, "sms_inbound", texts[0], Body="Sure, call me")
+    _twilio_callback(tenant, "sms_inbound", texts[1], Body="STOP")
+    analytics_refresh()
+
+    body = api.get(f"/api/v1/analytics/campaigns/{campaign.pk}/").json()
+    totals = body["totals"]
+    # The email figures are the emails' alone: texts never inflate sent or dilute its rates.
+    assert (totals["sent"], totals["failed"], totals["delivered"]) == (10, 0, 8)
+    assert totals["rates"]["delivery_rate"] == 0.8
+    assert {k: v for k, v in totals.items() if k.startswith("sms_")} == {
+        "sms_sent": 4,
+        "sms_failed": 1,
+        "sms_needs_review": 0,
+        "sms_delivered": 2,
+        "sms_undelivered": 1,
+        "sms_replies": 1,
+        "sms_opt_outs": 1,
+    }
+    steps = {s["step"]: s for s in body["steps"]}
+    assert (steps["intro"]["sent"], steps["intro"]["sms_sent"]) == (10, 0)
+    assert (steps["text"]["sent"], steps["text"]["sms_sent"]) == (0, 4)
+    graph = {n["name"]: n for n in body["plan_graph"]["nodes"]}
+    assert (graph["text"]["sms_sent"], graph["text"]["sms_delivered"]) == (4, 2)
+    assert body["funnel"][1] == {"stage": "sent", "count": 10}
+    # The triggers and the recount (what a backfill rebuilds) agree.
+    assert rollup_rows(tenant.pk) == recount_rows(tenant.pk)

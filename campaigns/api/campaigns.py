@@ -183,7 +183,10 @@ class CampaignVersionsView(APIView):
 class CampaignVersionValidateView(APIView):
     @extend_schema(
         summary="Validate a plan without saving it",
-        description='200 `{"valid": true}`, or 400 with each problem under its JSON pointer.',
+        description=(
+            '200 `{"valid": true, "warnings": {...}}`, or 400 with each problem under its JSON '
+            "pointer. Warnings do not stop a plan (an SMS body past 3 segments, say)."
+        ),
         tags=TAGS,
         parameters=[CAMPAIGN_ID],
         request=PlanInputSerializer,
@@ -193,12 +196,15 @@ class CampaignVersionValidateView(APIView):
         campaign_id = campaign_id_of(request, pk)
         incoming = PlanInputSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        services.campaign_version_check(
+        warnings = services.campaign_version_check(
             tenant_id=request.tenant.id,
             campaign_id=campaign_id,
             plan=incoming.validated_data["plan"],
         )
-        return Response({"valid": True})
+        fields: dict[str, list[str]] = {}
+        for warning in warnings:
+            fields.setdefault(warning.pointer, []).append(warning.message)
+        return Response({"valid": True, "warnings": fields})
 
 
 class CampaignPublishView(APIView):

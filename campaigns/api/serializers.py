@@ -90,6 +90,10 @@ class CampaignPlanVersionSerializer(serializers.ModelSerializer):
 
 class PlanValidSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
+    warnings = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="JSON pointer → warnings (the plan is valid; they are advice).",
+    )
 
 
 # -- Enrollment -----------------------------------------------------------------------------
@@ -194,10 +198,21 @@ class PreviewVariantSerializer(serializers.Serializer):
     html = serializers.CharField(allow_blank=True)
 
 
+class PreviewSmsSerializer(serializers.Serializer):
+    to = serializers.CharField(allow_blank=True, help_text="The lead's phone (E.164).")
+    body = serializers.CharField(allow_blank=True)
+    encoding = serializers.CharField(help_text="GSM-7 or UCS-2.")
+    characters = serializers.IntegerField()
+    segments = serializers.IntegerField()
+    warning = serializers.CharField(allow_null=True)
+
+
 class PreviewStepSerializer(serializers.Serializer):
     step = serializers.CharField()
+    type = serializers.CharField(help_text="email or sms")
     thread_with = serializers.CharField(allow_null=True)
-    variants = PreviewVariantSerializer(many=True)
+    variants = PreviewVariantSerializer(many=True, help_text="Email steps.")
+    sms = PreviewSmsSerializer(allow_null=True, help_text="SMS steps: the text and its cost.")
 
 
 class PreviewSerializer(serializers.Serializer):

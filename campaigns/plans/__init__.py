@@ -7,6 +7,12 @@ from campaigns.plans.checksum import plan_canonical_json, plan_checksum
 from campaigns.plans.durations import Duration, plan_duration_parse
 from campaigns.plans.render import RenderedEmail, plan_pick_variant, plan_render_step
 from campaigns.plans.schema import plan_schema
+from campaigns.plans.sms import (
+    SmsSegments,
+    plan_render_sms,
+    sms_segments_count,
+    sms_template_segments,
+)
 from campaigns.plans.spec import (
     EVENT_TRIGGERS,
     MERGE_FIELDS,
@@ -14,7 +20,12 @@ from campaigns.plans.spec import (
     TIMEOUT_EVENT,
     TIMEOUT_TRIGGERS,
 )
-from campaigns.plans.validate import PlanError, plan_validate, plan_validate_or_raise
+from campaigns.plans.validate import (
+    PlanError,
+    plan_validate,
+    plan_validate_or_raise,
+    plan_warnings,
+)
 
 __all__ = [
     "EVENT_TRIGGERS",
@@ -25,12 +36,17 @@ __all__ = [
     "Duration",
     "PlanError",
     "RenderedEmail",
+    "SmsSegments",
     "plan_canonical_json",
     "plan_checksum",
     "plan_duration_parse",
     "plan_pick_variant",
+    "plan_render_sms",
     "plan_render_step",
     "plan_schema",
     "plan_validate",
     "plan_validate_or_raise",
+    "plan_warnings",
+    "sms_segments_count",
+    "sms_template_segments",
 ]

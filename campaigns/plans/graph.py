@@ -11,7 +11,7 @@ from campaigns.plans.problems import (
     show_value,
     with_article,
 )
-from campaigns.plans.spec import STEP_TYPES, TIMEOUT_TRIGGERS, TRIGGERS
+from campaigns.plans.spec import SMS_TRIGGERS, STEP_TYPES, TIMEOUT_TRIGGERS, TRIGGERS
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,11 @@ def _edges(steps: dict) -> list[_Edge]:
         if follow_next and isinstance(step.get("next"), str):
             edges.append(_Edge(name, step["next"], json_pointer((*base, "next")), kind == "wait"))
         on = step.get("on")
-        if (kind in STEP_TYPES and kind != "email") or not isinstance(on, dict):
+        if (kind in STEP_TYPES and kind not in ("email", "sms")) or not isinstance(on, dict):
             continue
+        known = SMS_TRIGGERS if kind == "sms" else TRIGGERS
         for trigger, value in on.items():
-            if trigger not in TRIGGERS:
+            if trigger not in known:
                 continue
             is_timeout = trigger in TIMEOUT_TRIGGERS
             # A target written in the wrong shape still counts here, so one mistake does not

@@ -23,6 +23,7 @@ from campaigns.plans.spec import (
     MAX_PLAN_BYTES,
     MAX_STEPS,
     MAX_VARIANTS,
+    SMS_TRIGGERS,
     STEP_TYPES,
     TIMEOUT_TRIGGERS,
     TRIGGERS,
@@ -171,11 +172,15 @@ def _type_message(context: str, expected: object, instance: object) -> str:
     return f"expected {wanted}, got {json_type(instance)}"
 
 
-def _unknown_key_message(context: str, key: str, allowed: list[str], instance: dict) -> str:
+def _unknown_key_message(
+    context: str, key: str, allowed: list[str], instance: dict, step_type: object = None
+) -> str:
     if context == "on":
+        triggers = SMS_TRIGGERS if step_type == "sms" else TRIGGERS
+        what = "an SMS step's triggers" if step_type == "sms" else "the triggers"
         return (
-            f"unknown trigger {show_value(key)}{did_you_mean(key, TRIGGERS)}; the triggers are "
-            + ", ".join(TRIGGERS)
+            f"unknown trigger {show_value(key)}{did_you_mean(key, triggers)}; {what} are "
+            + ", ".join(triggers)
         )
     if context == "timeout" and key == "next":
         return 'a timeout names its target with "to", not "next"'
@@ -183,9 +188,9 @@ def _unknown_key_message(context: str, key: str, allowed: list[str], instance: d
         kind = str(instance.get("type"))
         if kind == "end" and key in ("next", "on"):
             return f'an end step finishes the journey: it takes no "{key}"'
-        if kind in ("wait", "sms") and key == "on":
+        if kind == "wait" and key == "on":
             return (
-                f'only email steps react to events; to wait for one, put a timeout such as "no_reply": '
+                f'only email and SMS steps react to events; to wait for one, put a timeout such as "no_reply": '
                 f'{{"after": "3d", "to": "…"}} in the email step\'s "on" instead of a {kind} step'
             )
         return (
@@ -197,7 +202,7 @@ def _unknown_key_message(context: str, key: str, allowed: list[str], instance: d
     )
 
 
-def _describe(error: ValidationError) -> list[PlanError]:
+def _describe(error: ValidationError, plan: dict) -> list[PlanError]:
     path: Path = tuple(error.absolute_path)
     keyword = error.validator
     instance = error.instance
@@ -222,9 +227,15 @@ def _describe(error: ValidationError) -> list[PlanError]:
         if not isinstance(instance, dict):
             return []
         allowed = list(schema.get("properties", {}))
+        step_type = None
+        if context == "on":
+            steps = plan.get("steps")
+            step = steps.get(path[1]) if isinstance(steps, dict) else None
+            step_type = step.get("type") if isinstance(step, dict) else None
         return [
             PlanError(
-                json_pointer((*path, key)), _unknown_key_message(context, key, allowed, instance)
+                json_pointer((*path, key)),
+                _unknown_key_message(context, key, allowed, instance, step_type),
             )
             for key in instance
             if key not in allowed
@@ -278,5 +289,5 @@ def schema_errors(plan: dict, muted_steps: set[str]) -> list[PlanError]:
         path = tuple(error.absolute_path)
         if len(path) >= 2 and path[0] == "steps" and path[1] in muted_steps:
             continue
-        errors.extend(_describe(error))
+        errors.extend(_describe(error, plan))
     return errors

@@ -26,10 +26,12 @@ from campaigns.plans.problems import (
     name_ok,
     show_value,
 )
+from campaigns.plans.sms import sms_template_segments
 from campaigns.plans.spec import (
     EVENT_TRIGGERS,
     MAX_PLAN_BYTES,
     MAX_STEPS,
+    SMS_TIMEOUT_TRIGGERS,
     TIMEOUT_EVENT,
     TIMEOUT_TRIGGERS,
 )
@@ -164,8 +166,66 @@ def _step_errors(name: str, step: dict, sms_enabled: bool) -> list[PlanError]:
     elif kind == "sms":
         if not sms_enabled:
             return [PlanError(json_pointer((*base, "type")), "sms steps are not enabled yet")]
-        return _template_errors(step.get("body"), (*base, "body"))
+        return _sms_errors(name, step)
     return []
+
+
+def _sms_errors(name: str, step: dict) -> list[PlanError]:
+    base: Path = ("steps", name)
+    errors: list[PlanError] = []
+    body = step.get("body")
+    if isinstance(body, str) and body and not body.strip():
+        errors.append(PlanError(json_pointer((*base, "body")), "must not be empty"))
+    errors.extend(_template_errors(body, (*base, "body")))
+    has_next, has_on = "next" in step, "on" in step
+    on = step.get("on")
+    if has_next and has_on:
+        errors.append(
+            PlanError(
+                json_pointer((*base, "next")),
+                'an SMS step takes "next" (move on right after sending) or "on" (wait for '
+                "delivery, a reply or a timeout), not both; to move on after a delay while still "
+                'reacting to a reply, use "no_reply": {"after": "1d", "to": "…"}',
+            )
+        )
+    elif not has_next and not has_on:
+        errors.append(
+            PlanError(
+                json_pointer(base),
+                'nothing moves this step forward: add "next" (move on right after sending) or '
+                '"on" with a timeout such as "no_reply": {"after": "1d", "to": "…"}',
+            )
+        )
+    elif isinstance(on, dict):
+        timeouts = [trigger for trigger in SMS_TIMEOUT_TRIGGERS if trigger in on]
+        if not timeouts:
+            errors.append(
+                PlanError(
+                    json_pointer((*base, "on")),
+                    "no timeout: a lead who never replies would stay on this step forever; add "
+                    '"no_reply" with "after" and "to"',
+                )
+            )
+        elif "reply" not in on:
+            errors.append(
+                PlanError(
+                    json_pointer((*base, "on")),
+                    "a lead who replies would stay on this step forever: that cancels the "
+                    '"no_reply" timeout and no trigger handles it; add a "reply" trigger',
+                )
+            )
+        for timeout in timeouts:
+            value = on[timeout]
+            if isinstance(value, dict) and isinstance(value.get("after"), str):
+                after = value["after"]
+                if problem := duration_problem(after):
+                    errors.append(
+                        PlanError(
+                            json_pointer((*base, "on", timeout, "after")),
+                            duration_message(problem, after),
+                        )
+                    )
+    return errors
 
 
 def _semantic_errors(plan: dict, sms_enabled: bool) -> list[PlanError]:
@@ -221,6 +281,21 @@ def plan_validate(*, plan: object, sms_enabled: bool = False) -> list[PlanError]
     # Duplicates come from the schema and a Python check saying the same thing. The sort is
     # stable, so problems at one pointer keep the order they were found in (template positions).
     return sorted(dict.fromkeys(errors), key=error_sort_key)
+
+
+def plan_warnings(*, plan: object) -> list[PlanError]:
+    """What a valid plan may still want changed: SMS bodies past the segment warning (their
+    fixed text alone; the preview counts a lead's real text). Never raises."""
+    warnings: list[PlanError] = []
+    steps = plan.get("steps") if isinstance(plan, dict) else None
+    for name, step in (steps or {}).items() if isinstance(steps, dict) else ():
+        if not isinstance(step, dict) or step.get("type") != "sms":
+            continue
+        body = step.get("body")
+        counted = sms_template_segments(body=body) if isinstance(body, str) else None
+        if counted is not None and counted.warning:
+            warnings.append(PlanError(json_pointer(("steps", name, "body")), counted.warning))
+    return sorted(warnings, key=error_sort_key)
 
 
 def plan_validate_or_raise(*, plan: object, sms_enabled: bool = False) -> None:

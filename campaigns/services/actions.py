@@ -163,11 +163,14 @@ def _timeout(action: ScheduledAction, enrollment: Enrollment, now: datetime.date
     if awaited is None or message_id is None:
         return False
     human_only = not (awaited == "open" and step.get("count_machine_opens"))
-    if message_event_exists(
-        tenant_id=enrollment.tenant_id,
-        message_id=message_id,
-        event_type=awaited,
-        human_only=human_only,
+    if any(
+        message_event_exists(
+            tenant_id=enrollment.tenant_id,
+            message_id=message_id,
+            event_type=event_type,
+            human_only=human_only,
+        )
+        for event_type in engine.AWAITED_EVENT_TYPES.get(awaited, (awaited,))
     ):
         branch = engine.step_edge(step, awaited)
         if branch is None:
@@ -236,7 +239,7 @@ def scheduled_actions_release(
     transaction, so a resume and its release commit together.
     """
     clauses = [
-        sql.SQL("a.status = 'pending' AND a.kind = 'send' AND a.due_at > now()"),
+        sql.SQL("a.status = 'pending' AND a.kind IN ('send', 'sms') AND a.due_at > now()"),
         sql.SQL("a.last_error LIKE %s"),
     ]
     params: list = [reason_prefix.replace("%", r"\%").replace("_", r"\_") + "%"]

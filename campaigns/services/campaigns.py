@@ -120,12 +120,14 @@ class VersionAdded:
     created: bool
 
 
-def campaign_version_check(*, tenant_id: int, campaign_id: int, plan: Any) -> None:
-    """Validate a plan as ``campaign_version_add`` would, storing nothing."""
+def campaign_version_check(*, tenant_id: int, campaign_id: int, plan: Any) -> list[plans.PlanError]:
+    """Validate a plan as ``campaign_version_add`` would, storing nothing. Returns the
+    warnings of a valid plan (``plans.plan_warnings``)."""
     if not Campaign.objects.for_tenant(tenant_id).filter(pk=campaign_id).exists():
         raise NotFound("Campaign not found.")
     sms_enabled = tenant_flag_enabled(tenant_id=tenant_id, flag=Flag.SMS)
     plans.plan_validate_or_raise(plan=plan, sms_enabled=sms_enabled)
+    return plans.plan_warnings(plan=plan)
 
 
 def campaign_version_add(*, tenant_id: int, campaign_id: int, plan: Any) -> VersionAdded:

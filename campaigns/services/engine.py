@@ -24,10 +24,20 @@ logger = logging.getLogger(__name__)
 
 # Triggers that end the journey whatever the plan says: the lead asked us to stop, or the
 # address cannot receive mail.
-STOPPING_TRIGGERS = {"bounce", "spamreport", "unsubscribe", "group_unsubscribe", "dropped"}
+STOPPING_TRIGGERS = {
+    "bounce",
+    "spamreport",
+    "unsubscribe",
+    "group_unsubscribe",
+    "dropped",
+    "sms_stop",
+}
 TIMEOUT_TRIGGERS = {"no_open", "no_click", "no_reply"}
 # The event a timeout waits for: a timeout fires only if this has not happened.
 TIMEOUT_AWAITS = {"no_open": "open", "no_click": "click", "no_reply": "reply"}
+# The stored event types that are each awaited event (a text message's reply is its own type,
+# so SMS never counts in the email figures).
+AWAITED_EVENT_TYPES = {"open": ("open",), "click": ("click",), "reply": ("reply", "sms_reply")}
 PRIORITY_FOLLOW_UP = 0
 PRIORITY_FIRST_TOUCH = 1
 
@@ -116,6 +126,14 @@ def _step_enter(
         )
         priority = PRIORITY_FIRST_TOUCH if step_seq <= 1 else PRIORITY_FOLLOW_UP
         actions.append(_new_action(enrollment, "send", step_name, step_seq, due, priority=priority))
+    elif kind == "sms":
+        due = timing.sms_send_time_next(
+            context=_lead_context(enrollment),
+            earliest=now,
+            jitter_key=_jitter_key(enrollment, step_seq),
+        )
+        priority = PRIORITY_FIRST_TOUCH if step_seq <= 1 else PRIORITY_FOLLOW_UP
+        actions.append(_new_action(enrollment, "sms", step_name, step_seq, due, priority=priority))
     elif kind == "wait":
         due = timing.duration_add(
             context=_lead_context(enrollment), start=now, duration=step.get("duration", "0m")

@@ -189,6 +189,11 @@ def _schedule_first_steps(
                 context=context, earliest=now, jitter_key=f"{enrollment_id}:1"
             )
             action_kind, priority = "send", engine.PRIORITY_FIRST_TOUCH
+        elif kind == "sms":
+            due = timing.sms_send_time_next(
+                context=context, earliest=now, jitter_key=f"{enrollment_id}:1"
+            )
+            action_kind, priority = "sms", engine.PRIORITY_FIRST_TOUCH
         elif kind == "wait":
             due = timing.duration_add(
                 context=context, start=now, duration=step.get("duration", "0m")

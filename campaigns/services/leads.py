@@ -38,6 +38,8 @@ LEAD_INPUT_FIELDS = (
     "country",
     "phone",
     "custom_fields",
+    "sms_consent",
+    "sms_consent_source",
 )
 BULK_MAX_ROWS = 10_000
 ALREADY_EXISTS = "already exists"
@@ -117,6 +119,14 @@ def _clean(
                 errors[key] = [str(exc)]
         elif key == "custom_fields":
             clean[key] = dict(value or {})
+        elif key == "sms_consent":
+            if value not in Lead.SmsConsent.values:
+                errors[key] = [f"expected one of {', '.join(Lead.SmsConsent.values)}"]
+            else:
+                # A consent state is only as good as when it was given: stamp it now.
+                clean[key], clean["sms_consent_at"] = value, now
+        elif key == "sms_consent_source":
+            clean[key] = (value or "").strip()[:100]
         else:
             clean[key] = (value or "").strip()
     return clean, errors

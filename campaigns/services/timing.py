@@ -53,3 +53,44 @@ def duration_add(
     return send_time.duration_add(
         start=start, duration=duration, zone=_zone(context), country=context.country
     )
+
+
+# SMS quiet hours: whatever the sender's window says, no text reaches a lead before 08:00 or
+# from 21:00 on in the lead's own time zone (TCPA-style calling hours), DST included.
+SMS_QUIET_END = datetime.time(8, 0)
+SMS_QUIET_START = datetime.time(21, 0)
+
+
+def _sms_window(context: LeadTiming) -> send_time.SendWindow:
+    """The sender's window narrowed to the hours a text may arrive. A sender window that
+    does not overlap them at all (a night shift) gives way to the quiet hours alone."""
+    window = send_time.send_window_for(identity=context.identity)
+    start = max(window.start, SMS_QUIET_END)
+    end = min(window.end, SMS_QUIET_START)
+    if start >= end or not window.days:
+        return send_time.SendWindow(
+            days=frozenset(range(7)), start=SMS_QUIET_END, end=SMS_QUIET_START
+        )
+    return send_time.SendWindow(days=window.days, start=start, end=end)
+
+
+def sms_send_time_next(
+    *, context: LeadTiming, earliest: datetime.datetime, jitter_key: str
+) -> datetime.datetime:
+    """When an SMS step entered at ``earliest`` may go out: inside the sender's window and
+    outside quiet hours, both in the lead's local time, spread by the send jitter."""
+    return send_time.send_time_next(
+        due_at=earliest,
+        window=_sms_window(context),
+        zone=_zone(context),
+        country=context.country,
+        jitter_seconds=settings.SEND_JITTER_SECONDS,
+        jitter_key=jitter_key,
+    )
+
+
+def sms_window_open(*, context: LeadTiming, at: datetime.datetime) -> bool:
+    """May a text reach the lead at ``at``? The send path asks again right before sending."""
+    return send_time.send_window_check(
+        at=at, window=_sms_window(context), zone=_zone(context), country=context.country
+    )

@@ -27,15 +27,22 @@ EVENT_TRIGGERS = {
     "spamreport": "spamreport",
     "unsubscribe": "unsubscribe",
     "group_unsubscribe": "unsubscribe",
+    # SMS (messaging.services.sms_events): Twilio's status callbacks and inbound texts.
+    "sms_delivered": "delivered",
+    "sms_undelivered": "undelivered",
+    "sms_failed": "undelivered",
+    "sms_reply": "reply",
+    "sms_stop": "sms_stop",
 }
 # These act on the enrollment whichever step the message belonged to.
-ANY_STEP_TRIGGERS = {"reply", "bounce", "dropped", "spamreport", "unsubscribe"}
+ANY_STEP_TRIGGERS = {"reply", "bounce", "dropped", "spamreport", "unsubscribe", "sms_stop"}
 STOP_REASONS = {
     "bounce": "address bounced",
     "dropped": "SendGrid dropped the message",
     "spamreport": "lead reported spam",
     "unsubscribe": "lead unsubscribed",
     "reply": "lead replied",
+    "sms_stop": "lead texted STOP",
 }
 
 

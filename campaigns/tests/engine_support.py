@@ -24,7 +24,7 @@ from campaigns.services import actions, scheduler
 from campaigns.services.enrollment import enrollments_create
 from messaging.emulator.process import EmulatorProcess
 from messaging.models import Message, SenderIdentity
-from messaging.services import sending
+from messaging.services import sending, sending_sms
 from outreach.tenancy.models import Tenant
 from outreach.testing import processes
 from outreach.testing.factories import LeadFactory, SenderIdentityFactory, campaign_with_plan
@@ -177,6 +177,8 @@ def inline_dispatch(kind: str, items: list[list[int]]) -> None:
     """What a worker does with a batch, run in this process instead of through the broker."""
     if kind == "send":
         sending.message_send_batch(items=items)
+    elif kind == "sms":
+        sending_sms.sms_send_batch(items=items)
     else:
         actions.scheduled_actions_run(kind=kind, items=items)
 

@@ -289,7 +289,7 @@ SINGLE_MISTAKES = [
         "wait-with-on",
         _set("steps/pause/on", {"reply": "replied"}),
         "/steps/pause/on",
-        "only email steps react to events",
+        "only email and SMS steps react to events",
     ),
     (
         "unknown-trigger",
@@ -512,9 +512,9 @@ SINGLE_MISTAKES = [
     ),
     (
         "merge-field-not-offered",
-        _set("steps/intro/variants/0/text", "{{ lead.phone }}"),
+        _set("steps/intro/variants/0/text", "{{ lead.fax }}"),
         "/steps/intro/variants/0/text",
-        'unknown merge field "lead.phone"',
+        'unknown merge field "lead.fax"',
     ),
     (
         "dunder-merge-field",

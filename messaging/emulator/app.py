@@ -44,6 +44,7 @@ from .mailsend import (
     records_expand,
     sandbox_enabled,
 )
+from .twilio import SmsEmulator
 from .webhooks import Dispatcher, Signer, Stats, TenantRegistry
 
 logger = logging.getLogger("sendgrid_emulator")
@@ -80,6 +81,14 @@ class Emulator:
         self.store: deque[tuple[str, float, dict[str, Any]]] = deque(maxlen=config.store_size)
         self.dispatcher = Dispatcher(
             config=config, signer=self.signer, registry=self.registry, stats=self.stats
+        )
+        self.sms = SmsEmulator(
+            account_sid=config.twilio_account_sid,
+            auth_token=config.twilio_auth_token,
+            delay_min=config.delay_min,
+            delay_max=config.delay_max,
+            routes=self.registry,
+            seed=config.seed,
         )
         self._fault_rng = random.Random(config.seed)
         self._window = 0
@@ -252,6 +261,7 @@ class Emulator:
         self.stats.clear()
         self.dispatcher.clear()
         self.registry.clear()
+        self.sms.reset()
         for spec in dataclasses.fields(self.config):
             setattr(self.config, spec.name, copy.deepcopy(getattr(self._startup_config, spec.name)))
         self._fault_rng = random.Random(self.config.seed)
@@ -322,6 +332,10 @@ class Emulator:
     def handle(self, request: Request) -> Response:
         if request.target.startswith("/v3/"):
             return self._v3(request)
+        if request.target.startswith("/2010-04-01/"):
+            return self.sms.handle_api(request)  # Twilio's Messages API
+        if request.target.startswith("/_emulator/sms/"):
+            return self.sms.controls(request)
         if request.target.startswith("/_emulator/"):
             return self._controls(request)
         if request.path in ("/", "/index.html") and request.method == "GET":
@@ -351,6 +365,7 @@ async def _serve_forever(emulator: Emulator) -> None:
     )
     port = server.sockets[0].getsockname()[1]
     emulator.dispatcher.start()
+    emulator.sms.start()
     # Tests and scripts wait for these two lines; keep their wording stable.
     print(f"sendgrid-emulator listening on http://{config.host}:{port}", flush=True)
     print(f"sendgrid-emulator webhook public key {emulator.signer.public_key}", flush=True)
@@ -372,6 +387,7 @@ async def _serve_forever(emulator: Emulator) -> None:
     async with server:
         await stop.wait()
     emulator.dispatcher.stop()
+    emulator.sms.stop()
 
 
 def emulator_run(config: EmulatorConfig) -> None:

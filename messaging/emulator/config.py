@@ -39,6 +39,8 @@ STARTUP_ONLY = frozenset(
         "tenants_file",
         "webhook_concurrency",
         "exit_with_parent",
+        "twilio_account_sid",
+        "twilio_auth_token",
     }
 )
 
@@ -119,6 +121,11 @@ class EmulatorConfig:
     webhook_retry_backoff: float = _opt(2.0, "seconds before the first retry, doubled each time")
     webhook_timeout: float = _opt(10.0, "seconds before a webhook POST gives up")
     webhook_concurrency: int = _opt(4, "webhook POSTs in flight at once")
+    # Twilio (messaging.emulator.twilio): the account it accepts and signs callbacks with.
+    twilio_account_sid: str = _opt("AC" + "0" * 32, "Twilio account SID the SMS API accepts")
+    twilio_auth_token: str = _opt(
+        "emulator-twilio-auth-token", "Twilio auth token: API basic auth and callback signatures"
+    )
     quiet: bool = _opt(False, "log only warnings", kind=_bool)
     exit_with_parent: bool = _opt(
         False, "stop when the process that started it goes away (tests, scripts)", kind=_bool

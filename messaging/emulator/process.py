@@ -183,6 +183,42 @@ class EmulatorProcess:
     def flush(self) -> None:
         self.control("POST", "/_emulator/flush")
 
+    # --- SMS (messaging.emulator.twilio) ------------------------------------------------
+
+    def sms_messages(self, to: str | None = None, direction: str = "") -> list[dict[str, Any]]:
+        """Texts, newest first: ``outbound-api`` (sent through the API), ``inbound`` (from a
+        person), ``outbound-reply`` (our TwiML answers, e.g. a STOP confirmation)."""
+        query = {key: value for key, value in (("to", to), ("direction", direction)) if value}
+        suffix = "?" + urllib.parse.urlencode(query) if query else ""
+        return self.control("GET", "/_emulator/sms/messages" + suffix)["messages"]
+
+    def sms_register_number(self, number: str, sms_url: str) -> None:
+        """Where texts to ``number`` (one of ours) are posted, like a number's SMS URL."""
+        self.control("POST", "/_emulator/sms/numbers", {"number": number, "sms_url": sms_url})
+
+    def sms_inbound(self, *, person: str, to: str, body: str) -> str:
+        """A person texts ``body`` to our number ``to``; returns the inbound message SID."""
+        return self.control(
+            "POST", "/_emulator/sms/inbound", {"from": person, "to": to, "body": body}
+        )["sid"]
+
+    def sms_configure(self, **changes: Any) -> dict[str, Any]:
+        """``latency_ms``, ``rate_per_second``, ``fault_429_share``, ``fault_500_share``."""
+        return self.control("POST", "/_emulator/sms/config", changes)
+
+    def sms_stats(self) -> dict[str, Any]:
+        return self.control("GET", "/_emulator/sms/stats")
+
+    def sms_wait_idle(self, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.sms_stats()
+            if stats["pending"] == 0:
+                return stats
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"SMS emulator still has {stats['pending']} pending")
+            time.sleep(0.05)
+
     def wait_idle(self, timeout: float = 10.0) -> dict[str, Any]:
         """Wait until every planned event and reply has been posted (or given up)."""
         deadline = time.monotonic() + timeout

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -88,6 +88,8 @@ class TenantRoute:
     events_url: str = ""
     inbound_url: str = ""
     inbound_secret: str = ""
+    sms_url: str = ""  # where texts to the tenant's numbers go (messaging.emulator.twilio)
+    sms_numbers: list[str] = field(default_factory=list)
 
 
 class TenantRegistry:
@@ -181,14 +183,19 @@ def _route(entry: dict[str, Any]) -> TenantRoute:
     tenant = entry.get("tenant")
     if not isinstance(tenant, str) or not tenant:
         raise ValueError("tenant: required")
-    for name in ("events_url", "inbound_url", "inbound_secret"):
+    for name in ("events_url", "inbound_url", "inbound_secret", "sms_url"):
         if not isinstance(entry.get(name, ""), str):
             raise ValueError(f"{name}: expected a string")
+    numbers = entry.get("sms_numbers", [])
+    if not isinstance(numbers, list) or not all(isinstance(n, str) for n in numbers):
+        raise ValueError("sms_numbers: expected a list of strings")
     return TenantRoute(
         tenant=tenant,
         events_url=entry.get("events_url", ""),
         inbound_url=entry.get("inbound_url", ""),
         inbound_secret=entry.get("inbound_secret", ""),
+        sms_url=entry.get("sms_url", ""),
+        sms_numbers=list(numbers),
     )
 
 

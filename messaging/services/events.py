@@ -90,6 +90,7 @@ MESSAGE_STATUS_RANK: dict[str, int] = {
     Message.Status.OPENED: 50,
     Message.Status.CLICKED: 60,
     Message.Status.REPLIED: 70,
+    Message.Status.UNDELIVERED: 79,  # SMS only (messaging.services.sms_events)
     Message.Status.DROPPED: 80,
     Message.Status.BOUNCED: 81,
     Message.Status.UNSUBSCRIBED: 82,

@@ -6,6 +6,7 @@ caller gets a 400 naming the field instead of an IntegrityError.
 """
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
 from campaigns.validation.email import InvalidEmail, email_normalize
-from campaigns.validation.fields import timezone_normalize
+from campaigns.validation.fields import phone_normalize, timezone_normalize
 from messaging.models import SenderIdentity
 from messaging.selectors import sender_identity_get
 from outreach.common.errors import ApplicationError
@@ -40,6 +41,10 @@ IDENTITY_INPUT_FIELDS = (
     "window_end",
     "timezone",
     "paused",
+    "sms_from_number",
+    "sms_messaging_service_sid",
+    "sms_per_second",
+    "sms_daily_cap",
 )
 _EMAILS = ("from_email", "reply_to", "owner_email")
 _FROM_UNIQUE = "identity_from_unique_per_tenant"
@@ -80,6 +85,17 @@ def _apply(identity: SenderIdentity, data: Mapping[str, Any]) -> FieldErrors:
             value = sorted(value)
         elif key in {"from_name", "owner_name"}:
             value = value.strip()
+        elif key == "sms_from_number":
+            try:
+                value = phone_normalize(value or "")
+            except ValueError as exc:
+                errors[key] = [str(exc)]
+                continue
+        elif key == "sms_messaging_service_sid":
+            value = (value or "").strip()
+            if value and not re.fullmatch(r"MG[0-9a-fA-F]{32}", value):
+                errors[key] = ["Expected a Messaging Service SID: MG and 32 hex digits."]
+                continue
         setattr(identity, key, value)
     return errors
 

@@ -251,6 +251,10 @@ def webhook_receipt_reprocess(*, receipt_id: int, tenant_id: int | None = None) 
     kind, owner_id = row
     if kind == WebhookReceipt.Kind.EVENTS:
         done = webhook_receipt_normalise(receipt_id=receipt_id)
+    elif kind in (WebhookReceipt.Kind.SMS_STATUS, WebhookReceipt.Kind.SMS_INBOUND):
+        from messaging.services.sms_events import sms_receipt_process
+
+        done = sms_receipt_process(receipt_id=receipt_id)
     else:
         done = inbound_receipt_process(tenant_id=owner_id, receipt_id=receipt_id)
         if (

@@ -120,6 +120,8 @@ def _identity_form(tenant, **overrides) -> dict:
         "window_start": "09:00",
         "window_end": "17:00",
         "timezone": "Europe/Berlin",
+        "sms_per_second": "1",
+        "sms_daily_cap": "200",
         "domain_status": "unverified",
     }
     return {**data, **overrides}

@@ -203,6 +203,22 @@ SENDGRID_API_HOST = os.environ.get(
 )
 SENDGRID_TIMEOUT_SECONDS = float(os.environ.get("SENDGRID_TIMEOUT_SECONDS", "10"))
 SENDGRID_EMULATOR_KEY = "emulator-local-key"
+# Twilio (SMS). Like SendGrid: with no account configured, the local emulator (the same
+# process as the SendGrid one, under /2010-04-01/) is the provider and signs its callbacks
+# with its own auth token. A real account is TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN.
+TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
+TWILIO_EMULATOR_ACCOUNT_SID = "AC" + "0" * 32
+TWILIO_EMULATOR_AUTH_TOKEN = "emulator-twilio-auth-token"  # noqa: S105 - a public dev value
+TWILIO_AUTH_TOKEN = os.environ.get(
+    "TWILIO_AUTH_TOKEN", "" if TWILIO_ACCOUNT_SID else TWILIO_EMULATOR_AUTH_TOKEN
+)
+TWILIO_API_BASE = os.environ.get(
+    "TWILIO_API_BASE",
+    "https://api.twilio.com" if TWILIO_ACCOUNT_SID else "http://127.0.0.1:8025",
+)
+TWILIO_TIMEOUT_SECONDS = float(os.environ.get("TWILIO_TIMEOUT_SECONDS", "10"))
+# Twilio posts form bodies of a few KB; anything far larger is not Twilio.
+TWILIO_WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("TWILIO_WEBHOOK_MAX_BODY_BYTES", 64 << 10))
 # SendGrid Email Validation verdicts are cached per tenant and address this long.
 EMAIL_VERDICT_MAX_AGE_DAYS = int(os.environ.get("EMAIL_VERDICT_MAX_AGE_DAYS", "30"))
 

@@ -68,6 +68,14 @@ class Tenant(models.Model):
         help_text="SendGrid Event Webhook verification key (base64 DER, as SendGrid shows it).",
     )
     inbound_secret = models.CharField(max_length=64, default=_inbound_secret)
+    sms_help_text = models.CharField(
+        max_length=320,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The answer to an SMS HELP: who is texting and how to reach them. Empty: a "
+        "default naming the tenant.",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -68,6 +68,8 @@ def tenant_webhook_urls(*, tenant: Tenant) -> dict[str, str]:
     return {
         "events": f"{base}/webhooks/sendgrid/events/{tenant.public_id}/",
         "inbound": f"{base}/webhooks/sendgrid/inbound/{tenant.public_id}/{tenant.inbound_secret}/",
+        # Twilio: the SMS URL of the tenant's numbers (status callbacks are set per text).
+        "sms_inbound": f"{base}/webhooks/twilio/inbound/{tenant.public_id}/",
     }
 
 

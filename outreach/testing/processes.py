@@ -27,6 +27,8 @@ def test_process_env(**extra: str) -> dict[str, str]:
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "SENDGRID_API_HOST": settings.SENDGRID_API_HOST,
+        "TWILIO_API_BASE": settings.TWILIO_API_BASE,
+        "PUBLIC_BASE_URL": settings.PUBLIC_BASE_URL,
         **extra,
     }
 

@@ -83,6 +83,8 @@
       g.appendChild(el("text", { svg: 1, x: p.x + 10, y: p.y + 20, "class": "name" }, n.name + " · " + n.type));
       var lines = n.type === "email"
         ? ["sent " + n.sent + " · delivered " + n.delivered, "opened " + n.unique_opens + " · clicked " + n.unique_clicks, "replied " + n.unique_replies]
+        : n.type === "sms"
+        ? ["texted " + n.sms_sent + " · delivered " + n.sms_delivered, "undelivered " + n.sms_undelivered, "replied " + n.sms_replies + " · opted out " + n.sms_opt_outs]
         : n.type === "end" ? ["finished here " + n.finished] : [];
       lines.push("on this step now " + n.here);
       lines.forEach(function (line, i) {
@@ -112,9 +114,15 @@
 
   function campaign(data) {
     var a = data.analytics, t = a.totals;
-    drawCards("campaign-cards", [["enrolled", t.enrolled], ["sent", t.sent], ["delivered", t.delivered],
+    var cards = [["enrolled", t.enrolled], ["sent", t.sent], ["delivered", t.delivered],
       ["open rate", pct(t.rates.open_rate)], ["click rate", pct(t.rates.click_rate)], ["reply rate", pct(t.rates.reply_rate)],
-      ["bounce rate", pct(t.rates.bounce_rate)], ["spam reports", t.spam_reports], ["unsubscribes", t.unsubscribes]]);
+      ["bounce rate", pct(t.rates.bounce_rate)], ["spam reports", t.spam_reports], ["unsubscribes", t.unsubscribes]];
+    // Texts have counters of their own (the email cards never include them).
+    if (t.sms_sent || t.sms_failed) {
+      cards.push(["texts sent", t.sms_sent], ["texts delivered", t.sms_delivered],
+        ["text replies", t.sms_replies], ["text opt-outs", t.sms_opt_outs]);
+    }
+    drawCards("campaign-cards", cards);
     chart("funnel", { type: "bar", data: { labels: a.funnel.map(function (s) { return s.stage; }),
       datasets: [{ label: "leads / messages", data: a.funnel.map(function (s) { return s.count; }), backgroundColor: ["#64748b", "#2563eb", "#0891b2", "#16a34a", "#ca8a04", "#9333ea"] }] },
       options: { indexAxis: "y", plugins: { legend: { display: false } } } });

@@ -68,7 +68,11 @@ class Command(BaseCommand):
         )
         replies = InboundMessage.objects.for_tenant(tenant_id).count()
         rolled = HourlyRollup.objects.filter(tenant_id=tenant_id).aggregate(
-            sent=Sum("sent"), opened=Sum("unique_opens"), replied=Sum("unique_replies")
+            sent=Sum("sent"),
+            opened=Sum("unique_opens"),
+            replied=Sum("unique_replies"),
+            texted=Sum("sms_sent"),
+            text_replies=Sum("sms_replies"),
         )
         fill = FillState.objects.filter(name="hourly").first()
         lag = (
@@ -80,9 +84,25 @@ class Command(BaseCommand):
         def fmt(data: dict) -> str:
             return " ".join(f"{k}={v}" for k, v in sorted(data.items())) or "-"
 
+        texts = dict(
+            Message.objects.for_tenant(tenant_id)
+            .filter(channel=Message.Channel.SMS)
+            .values_list("status")
+            .annotate(n=Count("id"))
+            .values_list("status", "n")
+        )
+        texts_in = [
+            f"{event.raw.get('From', '?')}: {event.raw.get('Body', '')!r}"
+            for event in MessageEvent.objects.filter(
+                tenant_id=tenant_id,
+                event_type__in=["sms_reply", "sms_stop", "sms_start", "sms_help"],
+            ).order_by("id")[:5]
+        ]
         return (
             f"[demo] campaigns={campaigns} | enrollments: {fmt(states)} | live at step: "
             f"{fmt(steps)} | messages: {fmt(messages)} | events: {fmt(events)} | "
-            f"inbound replies={replies} | dashboard: sent={rolled['sent'] or 0} "
-            f"opened={rolled['opened'] or 0} replied={rolled['replied'] or 0} ({lag})"
+            f"inbound replies={replies} | texts: {fmt(texts)} | texts in: "
+            f"{', '.join(texts_in) or '-'} | dashboard: sent={rolled['sent'] or 0} "
+            f"opened={rolled['opened'] or 0} replied={rolled['replied'] or 0} "
+            f"texted={rolled['texted'] or 0} text_replies={rolled['text_replies'] or 0} ({lag})"
         )

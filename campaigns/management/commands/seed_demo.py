@@ -6,6 +6,7 @@ what exists, enrolling only leads not yet live in the campaign."""
 import datetime
 import json
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -19,11 +20,30 @@ from messaging.emulator.webhooks import Signer
 from messaging.models import SenderIdentity
 from messaging.services.identities import sender_identity_create
 from outreach.common.errors import ApplicationError
+from outreach.tenancy.controls import tenant_controls_update
 from outreach.tenancy.models import Tenant, TenantAPIKey
 from outreach.tenancy.services import tenant_create, tenant_webhook_urls
 
 DEMO_SLUG = "demo"
 PLAN_FILE = Path(__file__).resolve().parents[2] / "demo_plan.json"
+SMS_PLAN_FILE = Path(__file__).resolve().parents[2] / "demo_sms_plan.json"
+DEMO_SMS_NUMBER = "+15550001000"
+# Texted by the SMS campaign. The number's last two digits script the Twilio emulator:
+# 10 replies "Yes, tell me more", 11 texts STOP back.
+DEMO_SMS_LEADS = [
+    ("Hedy", "Lamarr", "Frequency Hopping Co", "hedy", "+15557770110"),
+    ("Claude", "Shannon", "Information Theory Ltd", "claude", "+15557770111"),
+]
+# Real zones, one of which is in the daytime whenever the demo starts: SMS keeps quiet hours
+# (08:00-21:00 in the lead's zone), and the demo should show a text at once.
+_DAYTIME_ZONES = (
+    "Europe/London",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Pacific/Auckland",
+    "Asia/Tokyo",
+    "Asia/Kolkata",
+)
 
 # The local part's +tags script the emulator: +open, +click, +reply, +ooo, +bounce, …
 DEMO_LEADS = [
@@ -59,7 +79,13 @@ class Command(BaseCommand):
             result = enrollments_create(
                 tenant_id=tenant.pk,
                 campaign_id=campaign.pk,
-                lead_ids=list(Lead.objects.for_tenant(tenant.pk).values_list("pk", flat=True)),
+                emails=[f"{row[3]}@prospects.example.com" for row in DEMO_LEADS],
+            )
+            sms_campaign = self._sms_campaign(tenant, identity)
+            enrollments_create(
+                tenant_id=tenant.pk,
+                campaign_id=sms_campaign.pk,
+                emails=[f"{row[3]}@prospects.example.com" for row in DEMO_SMS_LEADS],
             )
         except ApplicationError as exc:
             raise CommandError(f"seed_demo: {exc.message}") from exc
@@ -73,6 +99,8 @@ class Command(BaseCommand):
                         "events_url": urls["events"],
                         "inbound_url": urls["inbound"],
                         "inbound_secret": tenant.inbound_secret,
+                        "sms_url": urls["sms_inbound"],
+                        "sms_numbers": [DEMO_SMS_NUMBER],
                     }
                 ],
                 indent=2,
@@ -83,6 +111,7 @@ class Command(BaseCommand):
             "tenant": {"id": tenant.pk, "slug": tenant.slug, "public_id": str(tenant.public_id)},
             "api_key": api_key,
             "campaign_id": campaign.pk,
+            "sms_campaign_id": sms_campaign.pk,
             "enrolled_now": len(result.enrolled),
             "admin": f"{base}/admin/ (user admin, password {DEMO_ADMIN_PASSWORD})",
             "api_docs": f"{base}/api/docs/",
@@ -106,12 +135,22 @@ class Command(BaseCommand):
         return tenant, key
 
     def _identity(self, tenant: Tenant) -> SenderIdentity:
+        if not tenant.sms_enabled:
+            tenant_controls_update(
+                tenant_id=tenant.pk,
+                changes={"sms_enabled": True},
+                actor="seed_demo",
+                reason="the demo shows the SMS channel",
+            )
         identity = (
             SenderIdentity.objects.for_tenant(tenant.pk)
             .filter(from_email="ae@demo-outreach.example.com")
             .first()
         )
         if identity is not None:
+            if identity.sms_from_number != DEMO_SMS_NUMBER:
+                identity.sms_from_number = DEMO_SMS_NUMBER
+                identity.save(update_fields=["sms_from_number", "updated_at"])
             return identity
         return sender_identity_create(
             tenant_id=tenant.pk,
@@ -128,6 +167,7 @@ class Command(BaseCommand):
                 "window_start": "00:00",
                 "window_end": "23:59",
                 "timezone": "UTC",
+                "sms_from_number": DEMO_SMS_NUMBER,
             },
         )
 
@@ -146,6 +186,57 @@ class Command(BaseCommand):
             for index, (first, last, company, local) in enumerate(DEMO_LEADS)
         ]
         lead_bulk_create(tenant_id=tenant.pk, rows=rows)
+        now = datetime.datetime.now(datetime.UTC)
+        zone = next(
+            (z for z in _DAYTIME_ZONES if 9 <= now.astimezone(ZoneInfo(z)).hour < 20),
+            "UTC",
+        )
+        lead_bulk_create(
+            tenant_id=tenant.pk,
+            rows=[
+                (
+                    index,
+                    {
+                        "email": f"{local}@prospects.example.com",
+                        "first_name": first,
+                        "last_name": last,
+                        "company": company,
+                        "timezone": zone,
+                        "phone": phone,
+                    },
+                )
+                for index, (first, last, company, local, phone) in enumerate(DEMO_SMS_LEADS)
+            ],
+        )
+        # Consent recorded with its source and time, as a form would (no consent, no text).
+        Lead.objects.for_tenant(tenant.pk).filter(
+            phone__in=[row[4] for row in DEMO_SMS_LEADS], sms_consent=Lead.SmsConsent.UNKNOWN
+        ).update(
+            sms_consent=Lead.SmsConsent.GRANTED,
+            sms_consent_source="demo signup form",
+            sms_consent_at=now,
+        )
+
+    def _sms_campaign(self, tenant: Tenant, identity: SenderIdentity) -> Campaign:
+        plan = json.loads(SMS_PLAN_FILE.read_text())
+        campaign = Campaign.objects.for_tenant(tenant.pk).filter(name="Demo texts").first()
+        if campaign is None:
+            campaign = campaign_services.campaign_create(
+                tenant_id=tenant.pk, name="Demo texts", sender_identity_id=identity.pk
+            )
+        added = campaign_services.campaign_version_add(
+            tenant_id=tenant.pk, campaign_id=campaign.pk, plan=plan
+        )
+        campaign_services.campaign_publish(
+            tenant_id=tenant.pk, campaign_id=campaign.pk, version=added.version.version
+        )
+        campaign.refresh_from_db()
+        if campaign.status != Campaign.Status.ACTIVE:
+            campaign_services.campaign_status_set(
+                tenant_id=tenant.pk, campaign_id=campaign.pk, action="activate"
+            )
+        campaign.refresh_from_db()
+        return campaign
 
     def _campaign(self, tenant: Tenant, identity: SenderIdentity) -> Campaign:
         plan = json.loads(PLAN_FILE.read_text())

@@ -24,7 +24,10 @@ class Command(BaseCommand):
         parser.add_argument("--until", help="received before (default: now)")
         parser.add_argument("--tenant", help="slug or id (default: every tenant)")
         parser.add_argument(
-            "--kind", choices=["events", "inbound", "all"], default="all", help="default: all"
+            "--kind",
+            choices=["events", "inbound", "sms_status", "sms_inbound", "all"],
+            default="all",
+            help="default: all",
         )
         parser.add_argument(
             "--unprocessed-only", action="store_true", help="only receipts never processed"

@@ -59,6 +59,7 @@ def test_tenant_create_prints_one_json_object_with_a_working_key(settings):
             f"https://outreach.example.com/webhooks/sendgrid/inbound/{tenant.public_id}/"
             f"{tenant.inbound_secret}/"
         ),
+        "sms_inbound": f"https://outreach.example.com/webhooks/twilio/inbound/{tenant.public_id}/",
     }
     # Secrets at rest: the SendGrid key only encrypted, the API key only hashed.
     assert "SG.secret-value-WXYZ" not in tenant.sendgrid_api_key_encrypted

@@ -107,7 +107,7 @@ def test_the_health_endpoint_answers_for_the_caller(api, tenant):
     body = api.get("/api/v1/tenant/health/").json()
     assert body["id"] == tenant.pk
     assert len(body["sender_identities"]) == 1
-    assert set(body["webhooks"]) == {"events", "inbound"}
+    assert set(body["webhooks"]) == {"events", "inbound", "sms_status", "sms_inbound"}
     assert body["messages"] == {
         "sending_over_5_minutes": 0,
         "sending_past_reconcile_grace": 0,

@@ -1,0 +1,511 @@
+"""The SMS channel against the Twilio emulator: what Twilio receives, what comes back, what
+the ledger, the suppression list and the enrollments say. Callbacks the emulator posts land in
+a sink standing in for our server and are replayed into our endpoints (same transaction)."""
+
+import datetime
+import uuid
+from urllib.parse import parse_qsl, urlencode
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.test import Client
+from twilio.request_validator import RequestValidator
+
+from campaigns.models import Enrollment, Lead, ScheduledAction
+from campaigns.services.campaigns import campaign_version_check
+from campaigns.tests.engine_support import (
+    actions_make_due,
+    enrollment_states,
+    pending_actions,
+    sweep_inline,
+    wait_until,
+)
+from messaging.emulator.twilio import signature_compute
+from messaging.models import Message, MessageEvent, WebhookReceipt
+from messaging.providers.base import Accepted, Permanent, Transient
+from messaging.providers.twilio import OutboundSms, SmsCredentials, provider_sms_send
+from messaging.tests.sms_support import (
+    PLAN_ONE_SMS,
+    PLAN_SMS_BRANCHES,
+    SENDER_NUMBER,
+    callbacks_replay,
+    phones,
+    receipts_process,
+    sms_campaign,
+    sms_messages,
+    texts_per_number,
+)
+from outreach.tenancy import controls
+from outreach.tenancy.models import Tenant
+from suppression.models import PhoneSuppression
+from suppression.services import phone_suppression_add
+
+TOKEN = "emulator-twilio-auth-token"
+ACCOUNT = "AC" + "0" * 32
+
+
+@pytest.fixture
+def sms_settings(settings, sendgrid_emulator, webhook_sink):
+    """This process texts through the test emulator; Twilio's callbacks go to the sink."""
+    settings.TWILIO_API_BASE = sendgrid_emulator.host
+    settings.SEND_JITTER_SECONDS = 0
+    settings.PUBLIC_BASE_URL = webhook_sink.url
+    return sendgrid_emulator
+
+
+def _credentials(emulator, token: str = TOKEN) -> SmsCredentials:
+    return SmsCredentials(account_sid=ACCOUNT, auth_token=token, api_base=emulator.host)
+
+
+def _sms(to: str, **fields) -> OutboundSms:
+    return OutboundSms(
+        message_public_id=uuid.uuid4(),
+        to=to,
+        body=fields.pop("body", "Hello"),
+        status_callback=fields.pop("status_callback", ""),
+        from_number=fields.pop("from_number", SENDER_NUMBER),
+        **fields,
+    )
+
+
+# --- the emulator speaks Twilio ---------------------------------------------------------------
+
+
+def test_the_official_client_sends_through_the_emulator_and_twilio_errors_come_back_typed(
+    sendgrid_emulator,
+):
+    emulator = sendgrid_emulator
+    credentials = _credentials(emulator)
+
+    accepted = provider_sms_send(sms=_sms("+15551230100", body="Hi there"), credentials=credentials)
+    assert isinstance(accepted, Accepted) and accepted.provider_message_id.startswith("SM")
+    (sent,) = emulator.sms_messages(direction="outbound-api")
+    assert (sent["to"], sent["from"], sent["body"], sent["sid"]) == (
+        "+15551230100",
+        SENDER_NUMBER,
+        "Hi there",
+        accepted.provider_message_id,
+    )
+
+    invalid = provider_sms_send(sms=_sms("+1555"), credentials=credentials)
+    assert isinstance(invalid, Permanent) and invalid.reason == "twilio_21211"
+    assert invalid.errors == ["21211: The 'To' number +1555 is not a valid phone number."]
+    blocked = provider_sms_send(sms=_sms("+15005550004"), credentials=credentials)
+    assert (blocked.status_code, blocked.reason) == (400, "twilio_21610")
+    wrong = provider_sms_send(sms=_sms("+15551230100"), credentials=_credentials(emulator, "x"))
+    assert (wrong.status_code, wrong.reason) == (401, "twilio_20003")
+
+    emulator.sms_configure(rate_per_second=1)
+    provider_sms_send(sms=_sms("+15551230101"), credentials=credentials)
+    limited = provider_sms_send(sms=_sms("+15551230102"), credentials=credentials)
+    assert isinstance(limited, Transient) and limited.reason == "rate_limited"
+    assert limited.retry_after is not None  # from Retry-After
+    assert len(emulator.sms_messages(direction="outbound-api")) == 2
+
+
+def test_a_send_whose_answer_never_comes_may_have_been_delivered(sendgrid_emulator, settings):
+    settings.TWILIO_TIMEOUT_SECONDS = 0.3
+    sendgrid_emulator.sms_configure(latency_ms=1000)
+    result = provider_sms_send(
+        sms=_sms("+15551230100"), credentials=_credentials(sendgrid_emulator)
+    )
+    assert isinstance(result, Transient)
+    assert (result.reason, result.maybe_delivered) == ("timeout", True)
+
+
+def test_status_callbacks_are_signed_so_that_twilios_own_validator_accepts_them(
+    sendgrid_emulator, webhook_sink
+):
+    url = f"{webhook_sink.url}/status/?message=abc"
+    provider_sms_send(
+        sms=_sms("+15551230113", status_callback=url), credentials=_credentials(sendgrid_emulator)
+    )
+    sendgrid_emulator.sms_wait_idle()
+    posts = webhook_sink.wait_for(3)
+    validator = RequestValidator(TOKEN)
+    statuses = []
+    for post in posts:
+        params = dict(parse_qsl(post.body.decode()))
+        assert validator.validate(url, params, post.headers["X-Twilio-Signature"])
+        assert not validator.validate(url + "x", params, post.headers["X-Twilio-Signature"])
+        statuses.append((params["MessageStatus"], params.get("ErrorCode")))
+    # Posted by several threads with no delay between them: any order.
+    assert sorted(statuses, key=str) == [("queued", None), ("sent", None), ("undelivered", "30003")]
+
+
+# --- our endpoints ---------------------------------------------------------------------------
+
+
+def _signed_post(client: Client, path: str, params: dict, *, base: str, token: str = TOKEN):
+    signature = signature_compute(auth_token=token, url=base + path, params=params)
+    return client.post(
+        path,
+        data=urlencode(params),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": signature},
+    )
+
+
+def _inbound(person: str, body: str, ours: str = SENDER_NUMBER) -> dict:
+    sid = "SM" + uuid.uuid4().hex
+    return {"MessageSid": sid, "AccountSid": ACCOUNT, "From": person, "To": ours, "Body": body}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("signature", ["wrong", "missing", "other-token"])
+def test_a_badly_signed_callback_is_403_and_changes_nothing(tenant, settings, signature):
+    settings.PUBLIC_BASE_URL = "http://testserver"
+    lead = Lead.objects.create(
+        tenant=tenant, email="p@prospect.example.com", phone="+15551230100", sms_consent="granted"
+    )
+    path = f"/webhooks/twilio/inbound/{tenant.public_id}/"
+    params = _inbound("+15551230100", "STOP")
+    client = Client()
+    if signature == "other-token":
+        response = _signed_post(client, path, params, base="http://testserver", token="other")
+    else:
+        response = client.post(
+            path,
+            data=urlencode(params),
+            content_type="application/x-www-form-urlencoded",
+            headers={"X-Twilio-Signature": "c2lnbmF0dXJl"} if signature == "wrong" else {},
+        )
+    assert response.status_code == 403
+    assert not WebhookReceipt.objects.exists()
+    assert not PhoneSuppression.objects.exists()
+    lead.refresh_from_db()
+    assert lead.sms_consent == "granted"  # a forged STOP revokes nothing
+
+
+@pytest.mark.django_db
+def test_an_unknown_tenant_is_404(settings):
+    settings.PUBLIC_BASE_URL = "http://testserver"
+    path = f"/webhooks/twilio/status/{uuid.uuid4()}/"
+    response = _signed_post(Client(), path, {"MessageSid": "SM1"}, base="http://testserver")
+    assert response.status_code == 404
+    assert not WebhookReceipt.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("word", ["STOP", "stopall", " Unsubscribe ", "CANCEL", "end", "QUIT"])
+def test_stop_and_its_synonyms_suppress_the_number_at_once_and_confirm(tenant, settings, word):
+    settings.PUBLIC_BASE_URL = "http://testserver"
+    lead = Lead.objects.create(
+        tenant=tenant, email="p@prospect.example.com", phone="+15551230100", sms_consent="granted"
+    )
+    path = f"/webhooks/twilio/inbound/{tenant.public_id}/"
+    response = _signed_post(
+        Client(), path, _inbound("+15551230100", word), base="http://testserver"
+    )
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/xml")
+    assert b"<Message>You have successfully been unsubscribed." in response.content
+    # At once: before any task ran.
+    (entry,) = PhoneSuppression.objects.filter(tenant=tenant)
+    assert (entry.phone, entry.reason) == ("+15551230100", "stop")
+    lead.refresh_from_db()
+    assert (lead.sms_consent, lead.sms_consent_source) == ("revoked", f"sms:{word.strip().upper()}")
+    assert WebhookReceipt.objects.get().processed_at is None  # normalised later
+
+
+@pytest.mark.django_db
+def test_start_resubscribes_and_help_answers_with_the_tenants_help_text(tenant, settings):
+    settings.PUBLIC_BASE_URL = "http://testserver"
+    Tenant.objects.filter(pk=tenant.pk).update(sms_help_text="Acme sales: call 555-0100.")
+    phone_suppression_add(tenant_id=tenant.pk, phone="+15551230100", reason="stop")
+    path = f"/webhooks/twilio/inbound/{tenant.public_id}/"
+    client = Client()
+
+    started = _signed_post(
+        client, path, _inbound("+15551230100", "START"), base="http://testserver"
+    )
+    assert b"re-subscribed" in started.content
+    assert not PhoneSuppression.objects.exists()
+    helped = _signed_post(client, path, _inbound("+15551230100", "help"), base="http://testserver")
+    assert b"<Message>Acme sales: call 555-0100.</Message>" in helped.content
+    other = _signed_post(client, path, _inbound("+15551230100", "Sure!"), base="http://testserver")
+    assert other.content.endswith(b"<Response/>")
+    assert WebhookReceipt.objects.count() == 3
+
+
+# --- the send path ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_sms_step_texts_each_lead_once_and_delivery_reports_settle_the_ledger(
+    tenant, sms_settings, webhook_sink
+):
+    emulator = sms_settings
+    numbers = phones(123, 3)
+    enrollments = sms_campaign(tenant, numbers=numbers)
+    (action,) = pending_actions(enrollments[0])
+    assert action.kind == "sms"
+    actions_make_due()
+    sweep_inline()
+
+    assert texts_per_number(emulator) == {number: 1 for number in numbers}
+    sent = emulator.sms_messages(to=numbers[0], direction="outbound-api")[0]
+    lead = Lead.objects.get(pk=enrollments[0].lead_id)
+    identity = enrollments[0].sender_identity
+    assert sent["body"] == f"Hi {lead.first_name}, quick question from {identity.from_name}?"
+    assert enrollment_states(enrollments) == {"completed": 3}
+    messages = sms_messages(enrollments)
+    assert {(m.status, m.to_phone in numbers, m.provider_message_id[:2]) for m in messages} == {
+        ("accepted", True, "SM")
+    }
+
+    emulator.sms_wait_idle()
+    wait_until(lambda: len(webhook_sink.requests) >= 9, what="3 callbacks for each text")
+    assert set(callbacks_replay(webhook_sink)) == {204}
+    assert {m.status for m in sms_messages(enrollments)} == {"delivered"}
+    events = MessageEvent.objects.filter(message__in=messages).values_list("event_type", flat=True)
+    assert sorted(events) == sorted(["sms_queued", "sms_sent", "sms_delivered"] * 3)
+
+    # Due again (a duplicated hint, a lost lease): the ledger says sent, nothing goes out.
+    ScheduledAction.objects.all().delete()
+    actions_make_due()
+    sweep_inline()
+    assert texts_per_number(emulator) == {number: 1 for number in numbers}
+
+
+@pytest.mark.django_db
+def test_replies_undelivered_and_silence_take_the_sms_steps_branches(
+    tenant, sms_settings, webhook_sink
+):
+    emulator = sms_settings
+    replier, unreachable, silent = phones(124, 1, "10") + phones(125, 1, "13") + phones(126, 1)
+    enrollments = sms_campaign(
+        tenant, numbers=[replier, unreachable, silent], plan=PLAN_SMS_BRANCHES
+    )
+    emulator.sms_register_number(
+        SENDER_NUMBER, f"{webhook_sink.url}/webhooks/twilio/inbound/{tenant.public_id}/"
+    )
+    actions_make_due()
+    sweep_inline()
+    emulator.sms_wait_idle()
+    wait_until(lambda: len(webhook_sink.requests) >= 10, what="callbacks and the reply")
+    callbacks_replay(webhook_sink)
+
+    outcomes = {
+        e.lead.phone: (e.state, e.outcome)
+        for e in Enrollment.objects.filter(pk__in=[e.pk for e in enrollments]).select_related(
+            "lead"
+        )
+    }
+    assert outcomes[replier] == ("completed", "replied")
+    assert outcomes[unreachable] == ("completed", "unreachable")
+    assert outcomes[silent] == ("active", "")
+    reply = MessageEvent.objects.get(event_type="sms_reply")
+    assert reply.raw["Body"] == "Yes, tell me more"
+    assert Message.objects.get(to_phone=replier).status == "replied"
+    assert Message.objects.get(to_phone=unreachable).error_code == "twilio:30003"
+
+    # A day of silence: the no_reply timeout fires.
+    actions_make_due(kind="timeout")
+    sweep_inline()
+    silent_enrollment = Enrollment.objects.get(lead__phone=silent)
+    assert (silent_enrollment.state, silent_enrollment.outcome) == ("completed", "no_response")
+
+
+@pytest.mark.django_db
+def test_no_text_without_consent_or_to_a_suppressed_number(tenant, sms_settings):
+    emulator = sms_settings
+    consenting, suppressed = phones(127, 2)
+    enrollments = sms_campaign(tenant, numbers=[consenting, suppressed])
+    unconsented = sms_campaign(tenant, numbers=phones(128, 1), consent="unknown")
+    phone_suppression_add(tenant_id=tenant.pk, phone=suppressed, reason="stop")
+    actions_make_due()
+    sweep_inline()
+
+    assert texts_per_number(emulator) == {consenting: 1}
+    stopped = {
+        e.lead.phone: e.stop_reason
+        for e in Enrollment.objects.filter(state="stopped").select_related("lead")
+    }
+    assert stopped == {
+        suppressed: "number opted out of SMS",
+        unconsented[0].lead.phone: "no SMS consent",
+    }
+    assert not sms_messages([*enrollments, *unconsented][1:])
+
+
+@pytest.mark.django_db
+def test_a_carrier_opt_out_answer_suppresses_the_number_and_stops_the_journey(tenant, sms_settings):
+    (enrollment,) = sms_campaign(tenant, numbers=["+15005550004"])
+    actions_make_due()
+    sweep_inline()
+    enrollment.refresh_from_db()
+    assert (enrollment.state, enrollment.stop_reason) == (
+        "stopped",
+        "number opted out of SMS (Twilio 21610)",
+    )
+    assert PhoneSuppression.objects.get().reason == "carrier_opt_out"
+    assert sms_messages([enrollment])[0].error_code == "permanent:21610"
+
+
+@pytest.mark.django_db
+def test_quiet_hours_hold_a_text_until_eight_in_the_leads_morning(tenant, sms_settings):
+    from campaigns.tests.engine_support import zone_at_local_hour
+
+    emulator = sms_settings
+    zone = zone_at_local_hour(22)  # 10 p.m. for the lead; the sender's window is all day
+    (enrollment,) = sms_campaign(tenant, numbers=phones(129, 1), timezone=zone)
+    actions_make_due()
+    sweep_inline()
+
+    assert emulator.sms_messages() == []
+    (action,) = pending_actions(enrollment)
+    assert action.last_error == "quiet hours for SMS (08:00-21:00 in the lead's time)"
+    local_due = action.due_at.astimezone(ZoneInfo(zone))
+    assert (local_due.hour, local_due.minute) == (8, 0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("switch", ["kill_switch", "flag"])
+def test_the_sms_kill_switch_and_the_tenant_flag_hold_texts_without_losing_them(
+    tenant, sms_settings, switch
+):
+    emulator = sms_settings
+    (enrollment,) = sms_campaign(tenant, numbers=phones(130, 1))
+    if switch == "kill_switch":
+        controls.kill_switch_set(channel="sms", engaged=True, actor="test", reason="carrier issue")
+    else:
+        Tenant.objects.filter(pk=tenant.pk).update(sms_enabled=False)
+    actions_make_due()
+    sweep_inline()
+    assert emulator.sms_messages() == []
+    (action,) = pending_actions(enrollment)
+    expected = "kill switch engaged (sms)" if switch == "kill_switch" else "SMS is disabled"
+    assert action.last_error.startswith(expected)
+
+    if switch == "kill_switch":
+        controls.kill_switch_set(channel="sms", engaged=False, actor="test", reason="fixed")
+    else:
+        Tenant.objects.filter(pk=tenant.pk).update(sms_enabled=True)
+    actions_make_due()
+    sweep_inline()
+    assert len(emulator.sms_messages()) == 1
+
+
+@pytest.mark.django_db
+def test_a_text_without_an_answer_waits_for_callbacks_instead_of_being_resent(
+    tenant, sms_settings, settings, webhook_sink
+):
+    emulator = sms_settings
+    settings.TWILIO_TIMEOUT_SECONDS = 0.3
+    emulator.sms_configure(latency_ms=1000)  # Twilio takes the text but answers too late
+    (enrollment,) = sms_campaign(tenant, numbers=phones(131, 1))
+    actions_make_due()
+    sweep_inline()
+    emulator.sms_configure(latency_ms=0)
+    (message,) = sms_messages([enrollment])
+    assert (message.status, message.error_code) == ("sending", "unknown:timeout")
+
+    actions_make_due()
+    sweep_inline()  # within the grace period: held, not sent again
+    assert len(emulator.sms_messages(direction="outbound-api")) == 1
+
+    emulator.sms_wait_idle()
+    wait_until(lambda: len(webhook_sink.requests) >= 3, what="the callbacks")
+    callbacks_replay(webhook_sink)  # they carry our id: the row is reconciled
+    message.refresh_from_db()
+    assert message.status == "delivered" and message.provider_message_id.startswith("SM")
+    settings.SEND_RECONCILE_GRACE_SECONDS = 0
+    actions_make_due()
+    sweep_inline()
+    enrollment.refresh_from_db()
+    assert (enrollment.state, enrollment.outcome) == ("completed", "texted")
+    assert len(emulator.sms_messages(direction="outbound-api")) == 1
+
+
+@pytest.mark.django_db
+def test_a_receipt_is_normalised_once_however_often_it_is_processed(
+    tenant, sms_settings, webhook_sink
+):
+    emulator = sms_settings
+    (enrollment,) = sms_campaign(tenant, numbers=phones(132, 1))
+    actions_make_due()
+    sweep_inline()
+    emulator.sms_wait_idle()
+    wait_until(lambda: len(webhook_sink.requests) >= 3, what="the callbacks")
+    twice = list(webhook_sink.requests) * 2  # Twilio retried every callback
+    webhook_sink.requests[:] = twice
+    callbacks_replay(webhook_sink)
+    assert WebhookReceipt.objects.count() == 6
+    assert MessageEvent.objects.filter(message__enrollment=enrollment).count() == 3
+    assert receipts_process() == 0
+
+
+@pytest.mark.django_db
+def test_validation_counts_segments_and_the_preview_shows_the_leads_text(tenant, api):
+    Tenant.objects.filter(pk=tenant.pk).update(sms_enabled=True)
+    from outreach.testing.factories import campaign_with_plan
+
+    long_plan = {
+        **PLAN_ONE_SMS,
+        "steps": {
+            **PLAN_ONE_SMS["steps"],
+            "text": {"type": "sms", "body": "Ünïcode ✓ " * 30, "next": "done"},
+        },
+    }
+    campaign = campaign_with_plan(tenant=tenant, plan=PLAN_ONE_SMS)
+    assert (
+        campaign_version_check(tenant_id=tenant.pk, campaign_id=campaign.pk, plan=PLAN_ONE_SMS)
+        == []
+    )
+    response = api.post(
+        f"/api/v1/campaigns/{campaign.pk}/versions/validate/", {"plan": long_plan}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["warnings"] == {
+        "/steps/text/body": [
+            "5 segments (UCS-2, 300 characters): texts over 3 segments cost as much as 5 "
+            "messages and some carriers refuse them"
+        ]
+    }
+    lead = Lead.objects.create(
+        tenant=tenant, email="ann@prospect.example.com", first_name="Ann", phone="+15551230100"
+    )
+    preview = api.get(f"/api/v1/campaigns/{campaign.pk}/preview/?lead_id={lead.pk}").json()
+    (text,) = [step for step in preview["steps"] if step["type"] == "sms"]
+    assert text["sms"]["to"] == "+15551230100"
+    assert text["sms"]["body"].startswith("Hi Ann, quick question from ")
+    assert (text["sms"]["encoding"], text["sms"]["segments"], text["sms"]["warning"]) == (
+        "GSM-7",
+        1,
+        None,
+    )
+
+
+def test_quiet_hours_follow_the_leads_zone_across_the_dst_change(settings):
+    """2027-03-14: New York springs forward. 08:00 is 13:00 UTC on the Saturday, 12:00 UTC on
+    the Sunday; a text due at 21:30 on Saturday waits for Sunday 08:00 EDT."""
+    from campaigns.services import timing
+    from messaging.models import SenderIdentity
+
+    settings.SEND_JITTER_SECONDS = 0
+    identity = SenderIdentity(
+        timezone="UTC",
+        window_days=[0, 1, 2, 3, 4, 5, 6],
+        window_start=datetime.time(0, 0),
+        window_end=datetime.time(23, 59),
+    )
+    context = timing.LeadTiming(timezone="America/New_York", country="", identity=identity)
+    utc = datetime.UTC
+    saturday_night = datetime.datetime(2027, 3, 14, 2, 30, tzinfo=utc)  # Sat 21:30 EST
+    assert not timing.sms_window_open(context=context, at=saturday_night)
+    assert timing.sms_send_time_next(
+        context=context, earliest=saturday_night, jitter_key="k"
+    ) == datetime.datetime(2027, 3, 14, 12, 0, tzinfo=utc)
+    saturday_morning = datetime.datetime(2027, 3, 13, 12, 30, tzinfo=utc)  # Sat 07:30 EST
+    assert timing.sms_send_time_next(
+        context=context, earliest=saturday_morning, jitter_key="k"
+    ) == datetime.datetime(2027, 3, 13, 13, 0, tzinfo=utc)
+    # The autumn change: 2027-11-07, 20:59 EST is inside, 21:00 EST is not.
+    assert timing.sms_window_open(
+        context=context, at=datetime.datetime(2027, 11, 8, 1, 59, tzinfo=utc)
+    )
+    assert not timing.sms_window_open(
+        context=context, at=datetime.datetime(2027, 11, 8, 2, 0, tzinfo=utc)
+    )

@@ -11,8 +11,9 @@ Two kinds of figures:
   holding only the rows in question.
 
 Protected in production: ``METRICS_TOKEN`` (``Authorization: Bearer <token>``) and/or
-``METRICS_ALLOWED_NETWORKS`` (CIDRs the scraper comes from); with neither set, production
-answers 403 rather than publish its figures.
+``METRICS_ALLOWED_NETWORKS`` (CIDRs the scraper comes from, checked at start-up); with
+neither set, production answers 403 rather than publish its figures. Behind a proxy or load
+balancer ``REMOTE_ADDR`` is the proxy's own address, so there only the token is safe.
 """
 
 import datetime
@@ -268,7 +269,10 @@ def _allowed(request: HttpRequest) -> bool:
     if token:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and secrets.compare_digest(given.strip(), token):
+        # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+        if scheme.lower() == "bearer" and secrets.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
             return True
     if networks:
         try:

@@ -2,6 +2,9 @@
 commands (one line on success, one line and a non-zero exit on bad input)."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 import zipfile
 from io import StringIO
@@ -103,6 +106,31 @@ def test_in_production_metrics_need_a_token_or_an_allowed_network(client, settin
     assert client.get("/metrics").status_code == 403  # the test client is 127.0.0.1
     settings.METRICS_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     assert client.get("/metrics").status_code == 200
+
+
+def test_a_non_ascii_authorization_header_is_refused_not_an_error(client, settings):
+    settings.METRICS_REQUIRE_PROTECTION = True
+    settings.METRICS_TOKEN = "s3cret-token"
+    settings.METRICS_ALLOWED_NETWORKS = []
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cr\u00e9t-t\u00f6ken")
+    assert response.status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
+
+
+@pytest.mark.parametrize("networks", ["10.0.0.0/33", "10.0.0.0/8,not-a-network"])
+def test_a_malformed_metrics_network_refuses_to_start_with_one_line(networks):
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**os.environ, "METRICS_ALLOWED_NETWORKS": networks},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("METRICS_ALLOWED_NETWORKS: "), lines[0]
+    assert "expected CIDRs such as 10.0.0.0/8" in lines[0]
 
 
 def test_a_failing_source_is_reported_not_fatal(client, settings):

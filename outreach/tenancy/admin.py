@@ -147,6 +147,7 @@ class TenantAdmin(admin.ModelAdmin):
     ]
     search_fields = ["name", "slug"]
     readonly_fields = [
+        "paused_by",
         "public_id",
         "health_link",
         "sendgrid_key",
@@ -170,7 +171,7 @@ class TenantAdmin(admin.ModelAdmin):
         ),
     ]
     fieldsets = [
-        (None, {"fields": ["name", "slug", "status", "public_id", "health_link"]}),
+        (None, {"fields": ["name", "slug", "status", "paused_by", "public_id", "health_link"]}),
         (
             "Feature flags",
             {
@@ -205,6 +206,8 @@ class TenantAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Tenant, form: TenantForm, change: bool) -> None:
         """Control changes go through the service (audited, resumes release held sends);
         the rest of the form is saved as usual, in the same transaction."""
+        if not change and obj.status == Tenant.Status.PAUSED:
+            obj.paused_by = Tenant.PausedBy.OPERATOR  # created paused, by an operator
         changes = form.control_changes() if change else {}
         if changes:
             stored = Tenant.objects.filter(pk=obj.pk).values(*changes).get()

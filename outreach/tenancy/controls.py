@@ -61,9 +61,11 @@ def _clean(changes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _action(before: dict[str, Any], after: dict[str, Any]) -> str:
-    keys = set(before)
-    if keys == {"status"}:
-        return "tenant.resume" if after["status"] == Tenant.Status.ACTIVE else "tenant.pause"
+    keys = set(before) - {"paused_by"}
+    if keys <= {"status"}:
+        # paused_by alone changes when the operator takes over the tenant's own pause.
+        status = after.get("status", Tenant.Status.PAUSED)
+        return "tenant.resume" if status == Tenant.Status.ACTIVE else "tenant.pause"
     if keys <= set(FLAG_COLUMNS):
         return "tenant.flags"
     if keys <= set(QUOTA_COLUMNS):
@@ -75,20 +77,56 @@ def _sending_allowed(values: Mapping[str, Any]) -> bool:
     return values["status"] == Tenant.Status.ACTIVE and values["campaigns_enabled"]
 
 
+def _paused_by(tenant: Tenant, status: str, by: str) -> str:
+    """Who holds the pause after a status change ``by`` the operator or the tenant.
+
+    A tenant cannot lift the operator's pause (409), and pausing again does not make the
+    operator's pause its own; the operator's pause takes over a tenant's."""
+    if status == Tenant.Status.ACTIVE:
+        if (
+            by == Tenant.PausedBy.TENANT
+            and tenant.status == Tenant.Status.PAUSED
+            and tenant.paused_by != Tenant.PausedBy.TENANT
+        ):
+            raise ApplicationError(
+                "This account was paused by the platform operator; only the operator can "
+                "resume it (the audit log says why).",
+                code="paused_by_operator",
+                status_code=409,
+            )
+        return ""
+    if tenant.status == Tenant.Status.PAUSED and tenant.paused_by == Tenant.PausedBy.OPERATOR:
+        return Tenant.PausedBy.OPERATOR
+    return by
+
+
 def tenant_controls_update(
-    *, tenant_id: int, changes: Mapping[str, Any], actor: str, reason: str = ""
+    *,
+    tenant_id: int,
+    changes: Mapping[str, Any],
+    actor: str,
+    reason: str = "",
+    by: str = Tenant.PausedBy.OPERATOR,
 ) -> Tenant:
     """Change a tenant's status, feature flags or quotas, and audit it.
 
-    Only the values that really change are written and audited; repeating a change is a
-    no-op (no entry). Joins the caller's transaction (the admin wraps its save in one).
+    ``by`` says whose change it is: the operator's (admin, commands), or the tenant's own
+    (its API key), which may pause and resume only itself (see ``_paused_by``). Only the
+    values that really change are written and audited; repeating a change is a no-op (no
+    entry). Joins the caller's transaction (the admin wraps its save in one).
     """
+    if by not in Tenant.PausedBy.values:
+        raise ValueError(f"by: expected one of {Tenant.PausedBy.values}")
     clean = _clean(changes)
     with transaction.atomic():
-        tenant = Tenant.objects.select_for_update().filter(pk=tenant_id).first()
+        # FOR NO KEY UPDATE: a send batch inserting ledger rows takes KEY SHARE on the
+        # tenant (the foreign key), and a resume below waits for batches holding its actions.
+        tenant = Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).first()
         if tenant is None:
             raise NotFound("Tenant not found.")
-        current = {key: getattr(tenant, key) for key in CONTROL_COLUMNS}
+        current = {key: getattr(tenant, key) for key in (*CONTROL_COLUMNS, "paused_by")}
+        if "status" in clean:
+            clean["paused_by"] = _paused_by(tenant, clean["status"], by)
         before = {key: current[key] for key, value in clean.items() if current[key] != value}
         if not before:
             return tenant
@@ -114,17 +152,30 @@ def tenant_controls_update(
     return tenant
 
 
-def tenant_pause(*, tenant_id: int, actor: str, reason: str = "") -> Tenant:
+def tenant_pause(
+    *, tenant_id: int, actor: str, reason: str = "", by: str = Tenant.PausedBy.OPERATOR
+) -> Tenant:
     """Hold every send of the tenant from the next batch on (nothing is dropped)."""
     return tenant_controls_update(
-        tenant_id=tenant_id, changes={"status": Tenant.Status.PAUSED}, actor=actor, reason=reason
+        tenant_id=tenant_id,
+        changes={"status": Tenant.Status.PAUSED},
+        actor=actor,
+        reason=reason,
+        by=by,
     )
 
 
-def tenant_resume(*, tenant_id: int, actor: str, reason: str = "") -> Tenant:
-    """Let the tenant send again; the sends its pause held become due now."""
+def tenant_resume(
+    *, tenant_id: int, actor: str, reason: str = "", by: str = Tenant.PausedBy.OPERATOR
+) -> Tenant:
+    """Let the tenant send again; the sends its pause held become due now. The tenant
+    (``by="tenant"``) may lift only its own pause: the operator's answers 409."""
     return tenant_controls_update(
-        tenant_id=tenant_id, changes={"status": Tenant.Status.ACTIVE}, actor=actor, reason=reason
+        tenant_id=tenant_id,
+        changes={"status": Tenant.Status.ACTIVE},
+        actor=actor,
+        reason=reason,
+        by=by,
     )
 
 

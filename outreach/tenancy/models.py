@@ -16,10 +16,18 @@ class Tenant(models.Model):
         ACTIVE = "active"
         PAUSED = "paused"
 
+    class PausedBy(models.TextChoices):
+        OPERATOR = "operator"
+        TENANT = "tenant"
+
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Who paused: the tenant may lift its own pause through the API, never the operator's.
+    paused_by = models.CharField(
+        max_length=16, choices=PausedBy.choices, blank=True, default="", editable=False
+    )
 
     # Feature flags: per-tenant rollout of each phase, read through outreach.tenancy.flags.
     campaigns_enabled = models.BooleanField(
@@ -77,6 +85,11 @@ class Tenant(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=["active", "paused"]), name="tenant_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="active", paused_by="")
+                | models.Q(status="paused", paused_by__in=["operator", "tenant"]),
+                name="tenant_paused_by_matches_status",
             ),
         ]
 

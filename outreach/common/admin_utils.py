@@ -76,16 +76,33 @@ def admin_actor(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
 
 
+def permission_check(permission: str) -> Callable[..., bool]:
+    """A ``has_<name>_permission`` method for a ModelAdmin, so that an action declaring
+    ``allowed_permissions = ("<name>",)`` is offered (and run) only for users holding
+    ``permission`` (``"app_label.codename"``)."""
+
+    def check(self: admin.ModelAdmin, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(permission)
+
+    return check
+
+
 def reason_action(
     *,
     name: str,
     description: str,
     explanation: str,
     apply: Callable[[HttpRequest, Any, str], object],
+    permission: str,
 ) -> Callable:
     """An admin action that asks why first (an intermediate page), then calls
     ``apply(request, row, reason)`` for each selected row, each on its own: a refusal
-    (``ApplicationError``) of one row is reported and the others go on."""
+    (``ApplicationError``) of one row is reported and the others go on.
+
+    ``permission`` is the action's ``allowed_permissions`` entry: ``"change"``, or a custom
+    one the ModelAdmin answers with ``has_<permission>_permission`` (``permission_check``).
+    Django neither lists nor runs the action for a user without it, so a staff user who
+    may only look cannot pause, release or resolve anything."""
 
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Any):
         reason = (request.POST.get("reason") or "").strip()
@@ -121,4 +138,4 @@ def reason_action(
         )
 
     action.__name__ = name
-    return admin.action(description=description)(action)
+    return admin.action(description=description, permissions=[permission])(action)

@@ -9,7 +9,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
-from outreach.common.admin_utils import ReadOnlyAdmin, admin_actor, reason_action
+from outreach.common.admin_utils import (
+    ReadOnlyAdmin,
+    admin_actor,
+    permission_check,
+    reason_action,
+)
 from outreach.common.errors import ApplicationError
 from outreach.tenancy import controls, selectors
 from outreach.tenancy.controls import CONTROL_COLUMNS
@@ -162,12 +167,14 @@ class TenantAdmin(admin.ModelAdmin):
             explanation="From the next send on, every due send of these tenants waits; "
             "nothing is dropped.",
             apply=_tenant_pause,
+            permission="operate_controls",
         ),
         reason_action(
             name="resume_tenants",
             description="Resume sending of the selected tenants",
             explanation="The sends their pause held become due at once.",
             apply=_tenant_resume,
+            permission="operate_controls",
         ),
     ]
     fieldsets = [
@@ -202,6 +209,15 @@ class TenantAdmin(admin.ModelAdmin):
         ),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
+
+    has_operate_controls_permission = permission_check("tenancy.operate_controls")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        """Status, flags and quotas are shown, not editable, without ``operate_controls``."""
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not self.has_operate_controls_permission(request):
+            fields += [name for name in CONTROL_COLUMNS if name not in fields]
+        return fields
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: TenantForm, change: bool) -> None:
         """Control changes go through the service (audited, resumes release held sends);
@@ -356,14 +372,17 @@ class KillSwitchAdmin(ReadOnlyAdmin):
             explanation="Every due send on these channels, of every tenant, waits from the "
             "next batch on (within a second everywhere). Nothing is dropped.",
             apply=_switch_engage,
+            permission="operate_killswitch",
         ),
         reason_action(
             name="release_kill_switch",
             description="Release: let the selected channels send again",
             explanation="The sends the kill switch held become due at once.",
             apply=_switch_release,
+            permission="operate_killswitch",
         ),
     ]
+    has_operate_killswitch_permission = permission_check("tenancy.operate_killswitch")
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None):
         KillSwitch.objects.bulk_create(

@@ -82,6 +82,9 @@ class Tenant(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("operate_controls", "Can pause and resume tenants and change their flags and quotas")
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=["active", "paused"]), name="tenant_status_valid"
@@ -208,6 +211,7 @@ class KillSwitch(models.Model):
         verbose_name = "sending kill switch"
         verbose_name_plural = "sending kill switches"
         ordering = ["channel"]
+        permissions = [("operate_killswitch", "Can engage and release the sending kill switch")]
 
     def __str__(self) -> str:
         state = "ENGAGED" if self.engaged else "released"

@@ -25,6 +25,9 @@ from outreach.tenancy.services import (
     webhook_public_key_clean,
 )
 
+# Written only through ``controls.tenant_controls_update`` (audited), never by a form save.
+CONTROLLED = frozenset({*CONTROL_COLUMNS, "paused_by"})
+
 
 class TenantForm(forms.ModelForm):
     """The stored SendGrid key is never sent to the browser: an admin may only replace it."""
@@ -66,6 +69,18 @@ class TenantForm(forms.ModelForm):
             "postal_address",
             "webhook_public_key",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The values the page was loaded with travel back with it (hidden inputs), so a
+        # control changed elsewhere since (the tenant paused itself through the API) is not
+        # mistaken for the operator's change and undone. A post without them (a script)
+        # is compared with the stored row, as Django does by default.
+        for name in CONTROL_COLUMNS:
+            if name in self.fields and (
+                not self.is_bound or self.add_initial_prefix(name) in self.data
+            ):
+                self.fields[name].show_hidden_initial = True
 
     def control_changes(self) -> dict[str, Any]:
         """The status, flag and quota values this form changes (audited, via the service)."""
@@ -221,15 +236,22 @@ class TenantAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: TenantForm, change: bool) -> None:
         """Control changes go through the service (audited, resumes release held sends);
-        the rest of the form is saved as usual, in the same transaction."""
-        if not change and obj.status == Tenant.Status.PAUSED:
-            obj.paused_by = Tenant.PausedBy.OPERATOR  # created paused, by an operator
-        changes = form.control_changes() if change else {}
-        if changes:
-            stored = Tenant.objects.filter(pk=obj.pk).values(*changes).get()
-            for name, value in stored.items():
-                setattr(obj, name, value)
-        super().save_model(request, obj, form, change)
+        the rest of the form is saved in the same transaction, without the control columns:
+        the row the form was built on may be stale, and writing every column would silently
+        undo a pause (or a flag, a quota) changed meanwhile through the API or a command."""
+        if not change:
+            if obj.status == Tenant.Status.PAUSED:
+                obj.paused_by = Tenant.PausedBy.OPERATOR  # created paused, by an operator
+            super().save_model(request, obj, form, change)
+            return
+        columns = {field.name for field in Tenant._meta.concrete_fields}
+        written = [name for name in form.fields if name in columns and name not in CONTROLLED]
+        if form.cleaned_data.get("new_sendgrid_api_key") or form.cleaned_data.get(
+            "clear_sendgrid_api_key"
+        ):
+            written += ["sendgrid_api_key_encrypted", "sendgrid_api_key_last4"]
+        obj.save(update_fields=[*written, "updated_at"])
+        changes = form.control_changes()
         if changes:
             controls.tenant_controls_update(
                 tenant_id=obj.pk,
@@ -237,7 +259,7 @@ class TenantAdmin(admin.ModelAdmin):
                 actor=admin_actor(request),
                 reason=form.cleaned_data.get("change_reason", ""),
             )
-            obj.refresh_from_db()
+        obj.refresh_from_db()
 
     def get_urls(self) -> list:
         urls = super().get_urls()

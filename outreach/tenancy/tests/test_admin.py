@@ -1,5 +1,7 @@
 """Tenant admin: secrets never shown, keys replaced encrypted; every tenancy page loads."""
 
+import re
+
 import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -9,6 +11,7 @@ from django.urls import reverse
 from campaigns.models import Campaign
 from messaging.models import Message, SenderIdentity, WebhookReceipt
 from outreach.common.crypto import secret_decrypt
+from outreach.tenancy import controls
 from outreach.tenancy.models import AuditEntry, KillSwitch, Tenant, TenantAlert, TenantAPIKey
 from outreach.tenancy.services import sendgrid_key_fields
 from outreach.testing.world import world_build
@@ -315,3 +318,40 @@ def test_without_operate_controls_the_tenant_form_shows_the_controls_read_only(c
     tenant.refresh_from_db()
     assert (tenant.status, tenant.lead_quota) == ("active", None)
     assert not AuditEntry.objects.exists()
+
+
+# --- the tenant form never undoes a control change made meanwhile -----------------------------
+
+
+def test_saving_the_tenant_form_keeps_a_pause_made_while_it_was_saved(rf, admin_user, tenant):
+    """The API pauses between the change view loading the tenant and saving it."""
+    model_admin = admin.site._registry[Tenant]
+    request = rf.post("/")
+    request.user = admin_user
+    loaded = Tenant.objects.get(pk=tenant.pk)
+    form = model_admin.get_form(request, loaded)(
+        data=_tenant_form(tenant, name="Renamed"), instance=loaded
+    )
+    assert form.is_valid(), form.errors
+    controls.tenant_pause(tenant_id=tenant.pk, actor="api-key:abc", by="tenant")
+    model_admin.save_model(request, form.save(commit=False), form, change=True)
+    tenant.refresh_from_db()
+    assert (tenant.name, tenant.status, tenant.paused_by) == ("Renamed", "paused", "tenant")
+
+
+def test_a_form_loaded_before_a_pause_does_not_resume_it_on_save(admin_client, tenant):
+    change = _url(Tenant, "change", tenant.pk)
+    page = admin_client.get(change).content.decode()
+    # What the browser sends back: the values shown, and (hidden) the values loaded.
+    shown = dict(re.findall(r'name="(initial-[\w]+)" value="([^"]*)"', page))
+    controls.tenant_pause(tenant_id=tenant.pk, actor="api-key:abc", reason="ours", by="tenant")
+    response = admin_client.post(
+        change, {**_tenant_form(tenant, lead_quota=50, change_reason="more leads"), **shown}
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    tenant.refresh_from_db()
+    assert (tenant.status, tenant.lead_quota) == ("paused", 50)
+    assert list(AuditEntry.objects.order_by("id").values_list("action", "actor")) == [
+        ("tenant.pause", "api-key:abc"),
+        ("tenant.quotas", "admin:admin"),
+    ]

@@ -2,6 +2,7 @@
 
 import datetime
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 from campaigns.models import Lead
@@ -55,6 +56,20 @@ def lead_list(
                 | Q(company__icontains=term)
             )
     return queryset
+
+
+def campaign_status_locked(*, tenant_id: int, campaign_id: int) -> str | None:
+    """The campaign's status, read ``FOR SHARE`` until the caller's transaction ends (the
+    send path confirming a hold: a resume waits for it, see ``outreach.tenancy.controls``).
+    None when a change of the campaign holds its row right now (``SKIP LOCKED``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT status FROM campaigns_campaign WHERE id = %s AND tenant_id = %s"
+            " FOR SHARE SKIP LOCKED",
+            [campaign_id, tenant_id],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def lead_count(*, tenant_id: int) -> int:

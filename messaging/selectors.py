@@ -3,6 +3,7 @@
 import datetime
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Count, Min, QuerySet
 from django.utils import timezone
 
@@ -21,6 +22,21 @@ def sender_identity_get(
         return queryset.get(pk=identity_id)
     except SenderIdentity.DoesNotExist:
         raise NotFound("Sender identity not found.") from None
+
+
+def sender_identity_paused_locked(*, tenant_id: int, identity_id: int) -> bool | None:
+    """Whether the identity is paused, read ``FOR SHARE`` until the caller's transaction
+    ends (the send path confirming a hold: a resume waits for it, see
+    ``outreach.tenancy.controls``). None when a change of the identity holds its row right
+    now (``SKIP LOCKED``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT paused FROM messaging_senderidentity WHERE id = %s AND tenant_id = %s"
+            " FOR SHARE SKIP LOCKED",
+            [identity_id, tenant_id],
+        )
+        found = cursor.fetchone()
+    return found[0] if found else None
 
 
 def sender_identity_list(*, tenant_id: int) -> QuerySet[SenderIdentity]:

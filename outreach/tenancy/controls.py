@@ -7,7 +7,12 @@ whose kill-switch state is cached for ``CONTROLS_CACHE_SECONDS`` per process (on
 query per interval, nothing per send).
 
 A resume also makes the sends held by the pause due now, rather than at their next
-re-check (``SEND_PAUSED_RECHECK_SECONDS``).
+re-check (``SEND_PAUSED_RECHECK_SECONDS``). For that to reach every held send, the send path
+holds a send for a control only after confirming it under a share lock of the control's row
+(``sending_stop_reason(lock=True)``): a release locks the row to change it, so it waits for
+batches that just decided to hold and then makes their sends due too, and a batch that reads
+after the release sees it (a cached "engaged" kill switch, stale for up to
+``CONTROLS_CACHE_SECONDS`` in other processes, never holds a send for the full re-check).
 """
 
 import threading
@@ -16,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from outreach.common.errors import ApplicationError, NotFound
@@ -26,6 +31,8 @@ from outreach.tenancy.models import KillSwitch, Tenant
 
 TENANT_PAUSED = "tenant paused"
 KILL_SWITCH_HOLD = "kill switch engaged"
+# A control's row is being changed right now (its lock is taken): hold briefly, re-check soon.
+CONTROL_CHANGING = "a sending control is being changed"
 
 _UINT_MAX = 2**31 - 1
 FLAG_COLUMNS = (*FLAG_FIELDS.values(), "webhook_shadow_mode")
@@ -244,13 +251,73 @@ def kill_switch_set(*, channel: str, engaged: bool, actor: str, reason: str) -> 
     return switch
 
 
-def sending_stop_reason(*, tenant: Tenant, channel: str = "email") -> str | None:
+def sending_stop_reason(
+    *, tenant: Tenant, channel: str = "email", lock: bool = False
+) -> str | None:
     """Why a send of ``tenant`` on ``channel`` must wait now, or None. ``tenant`` is a row
-    the caller loaded with its batch (fresh); the kill switches come from the cache."""
+    the caller loaded with its batch (fresh); the kill switches come from the cache.
+
+    ``lock`` (the send path, inside its batch transaction): a stop is confirmed by reading
+    the tenant and kill-switch rows again ``FOR SHARE``, once per batch (``tenant`` is the
+    batch's shared instance and carries the answer). A release, which locks those rows,
+    then waits for this batch to commit its holds and releases them too; ``CONTROL_CHANGING``
+    means a row is locked by a change in progress (hold briefly). The path where nothing
+    stops the send stays query-free.
+    """
     engaged = kill_switches_engaged()
+    reason = None
     for switch in (KillSwitch.Channel.ALL, channel):
         if switch in engaged:
+            reason = f"{KILL_SWITCH_HOLD} ({switch})"
+            break
+    if reason is None and (tenant.status != Tenant.Status.ACTIVE or not tenant.campaigns_enabled):
+        reason = TENANT_PAUSED
+    if reason is None or not lock:
+        return reason
+    confirmed = tenant.__dict__.setdefault("_sending_stop_confirmed", {})
+    if channel not in confirmed:
+        confirmed[channel] = _stop_reason_locked(tenant_id=tenant.pk, channel=channel)
+    return confirmed[channel]
+
+
+def _stop_reason_locked(*, tenant_id: int, channel: str) -> str | None:
+    """``sending_stop_reason`` from the rows themselves, share-locked until the caller's
+    transaction ends. ``SKIP LOCKED``: a batch never waits for a change in progress (nor
+    deadlocks with one); it holds briefly instead."""
+    channels = [KillSwitch.Channel.ALL, channel]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT status, campaigns_enabled FROM tenancy_tenant WHERE id = %s"
+            " FOR SHARE SKIP LOCKED",
+            [tenant_id],
+        )
+        tenant = cursor.fetchone()
+        cursor.execute(
+            "SELECT count(*) FROM tenancy_killswitch WHERE channel = ANY(%s)", [channels]
+        )
+        (existing,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT channel, engaged FROM tenancy_killswitch WHERE channel = ANY(%s)"
+            " FOR SHARE SKIP LOCKED",
+            [channels],
+        )
+        switches = dict(cursor.fetchall())
+    if tenant is None or len(switches) < existing:
+        return CONTROL_CHANGING
+    for switch in channels:
+        if switches.get(switch):
             return f"{KILL_SWITCH_HOLD} ({switch})"
-    if tenant.status != Tenant.Status.ACTIVE or not tenant.campaigns_enabled:
+    if not any(switches.values()):
+        _kill_switches_forget(released=channels)
+    status, campaigns_enabled = tenant
+    if status != Tenant.Status.ACTIVE or not campaigns_enabled:
         return TENANT_PAUSED
     return None
+
+
+def _kill_switches_forget(*, released: list[str]) -> None:
+    """Drop channels the cache still shows engaged but the rows say released."""
+    global _switches
+    with _switches_lock:
+        if _switches is not None and any(name in _switches[1] for name in released):
+            _switches = None

@@ -18,15 +18,13 @@ from django.utils import timezone
 
 from campaigns.models import Enrollment, Lead
 from campaigns.services import engine
-from messaging.services.erasure import MessagingErased, lead_messaging_erase
+from messaging.services.erasure import ERASED_DOMAIN, MessagingErased, lead_messaging_erase
 from outreach.common.errors import NotFound
 from outreach.tenancy.audit import audit_record
 from suppression.models import Suppression
 from suppression.services import email_normalise, suppression_hash, suppression_keep_as_hash
 
 logger = logging.getLogger(__name__)
-
-ERASED_DOMAIN = "erased.invalid"
 
 
 @dataclass

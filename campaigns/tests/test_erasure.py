@@ -2,16 +2,24 @@
 webhook bodies not linked to any stored event, replies not parsed yet, and other people's
 addresses that merely contain the erased one."""
 
+import hashlib
+import hmac
 import json
 
 import pytest
 from django.utils import timezone
 
+from analytics.models import JourneyCount
+from analytics.services.rollup import analytics_refresh
+from campaigns.models import Enrollment, EnrollmentTransition
 from campaigns.services.erasure import lead_erase
+from campaigns.tests.engine_support import PLAN_ONE_EMAIL
 from messaging.models import Message, MessageEvent, WebhookReceipt
-from messaging.services.erasure import RECEIPT_ERASED, address_pattern_bytes
+from messaging.services.erasure import RECEIPT_ERASED, address_pattern, address_pattern_bytes
 from messaging.tests.inbound_support import raw_mode_post
-from outreach.testing.factories import LeadFactory, SenderIdentityFactory
+from outreach.testing.factories import LeadFactory, SenderIdentityFactory, campaign_with_plan
+from suppression.models import Suppression
+from suppression.selectors import suppression_check
 
 pytestmark = pytest.mark.django_db
 
@@ -112,3 +120,91 @@ def test_erasure_reaches_every_receipt_holding_the_address_and_no_other_address(
     his_reply.refresh_from_db()
     assert b"bob@y.example" in bodies[his_reply.pk] and b"joann@x.com" in bodies[his_reply.pk]
     assert his_reply.processed_at is None  # processed as usual later, without her address
+
+
+# --- what an erasure keeps: a keyed hash; and what it also cleans ------------------------------
+
+
+def test_the_erased_address_is_kept_as_a_keyed_hash_that_still_stops_sends(tenant, settings):
+    settings.SUPPRESSION_HASH_KEYS = ["key-one"]
+    lead = LeadFactory(tenant=tenant, email=ANN)
+    report = lead_erase(tenant_id=tenant.pk, lead_id=lead.pk, actor="cli:dpo", reason="r")
+    (stored,) = Suppression.objects.filter(tenant=tenant).values_list("email", flat=True)
+    keyed = hmac.new(b"key-one", ANN.encode(), hashlib.sha256).hexdigest()
+    assert stored == f"hmac-sha256:{keyed}" == report.suppression_hash
+    # Guessing the address and hashing it, as one could an unsalted SHA-256, finds nothing.
+    assert hashlib.sha256(ANN.encode()).hexdigest() not in stored
+    assert suppression_check(tenant_id=tenant.pk, emails=["Ann@X.com"]) == {ANN}
+    # Rotated: a new key first, the old one kept, the entry still stops the send.
+    settings.SUPPRESSION_HASH_KEYS = ["key-two", "key-one"]
+    assert suppression_check(tenant_id=tenant.pk, emails=[ANN]) == {ANN}
+    settings.SUPPRESSION_HASH_KEYS = ["key-two"]  # the entry was made with another key
+    assert suppression_check(tenant_id=tenant.pk, emails=[ANN]) == set()
+
+
+def test_an_early_unsalted_hash_still_stops_sends(tenant):
+    Suppression.objects.create(
+        tenant=tenant,
+        email="sha256:" + hashlib.sha256(ANN.encode()).hexdigest(),
+        reason="manual",
+        source="admin",
+    )
+    assert suppression_check(tenant_id=tenant.pk, emails=[ANN]) == {ANN}
+
+
+def test_erasure_cleans_enrollment_reasons_transition_causes_and_the_journey_counts(tenant):
+    identity = SenderIdentityFactory(tenant=tenant)
+    lead = LeadFactory(tenant=tenant, email=ANN)
+    campaign = campaign_with_plan(tenant=tenant, plan=PLAN_ONE_EMAIL, identity=identity)
+    refusal = "permanent: 550 5.1.1 <ann@x.com>: no such user (cc joann@x.com)"
+    enrollment = Enrollment.objects.create(
+        tenant=tenant,
+        campaign=campaign,
+        lead=lead,
+        plan_version=campaign.current_version,
+        sender_identity=identity,
+        current_step="intro",
+        step_seq=1,
+        state=Enrollment.State.FAILED,
+        stop_reason=refusal[:200],
+        last_error=refusal,
+    )
+    EnrollmentTransition.objects.create(
+        tenant=tenant,
+        enrollment=enrollment,
+        from_step="intro",
+        from_seq=1,
+        to_step="",
+        trigger="bounce",
+        cause="bounced: ann@x.com",
+    )
+    analytics_refresh()
+    assert JourneyCount.objects.filter(tenant=tenant, reason__contains=ANN).exists()
+
+    report = lead_erase(tenant_id=tenant.pk, lead_id=lead.pk, actor="cli:dpo", reason="r")
+    analytics_refresh()
+
+    placeholder = f"erased-{lead.pk}@erased.invalid"
+    enrollment.refresh_from_db()
+    for text in (
+        enrollment.stop_reason,
+        enrollment.last_error,
+        EnrollmentTransition.objects.get(enrollment=enrollment).cause,
+    ):
+        assert not address_pattern(ANN).search(text) and placeholder in text
+    assert "joann@x.com" in enrollment.last_error
+    assert report.enrollment_texts >= 2
+    buckets = list(JourneyCount.objects.filter(tenant=tenant).values_list("reason", "enrollments"))
+    assert not [reason for reason, _ in buckets if address_pattern(ANN).search(reason)]
+    assert sum(count for _, count in buckets) == 1  # the enrollment is still counted once
+
+
+def test_a_global_suppression_is_platform_owned_kept_and_reported(tenant):
+    lead = LeadFactory(tenant=tenant, email=ANN)
+    Suppression.objects.create(
+        tenant=None, scope="global", email=ANN, reason="spam_report", source="admin"
+    )
+    report = lead_erase(tenant_id=tenant.pk, lead_id=lead.pk, actor="cli:dpo", reason="r")
+    assert Suppression.objects.filter(tenant=None, email=ANN).exists()
+    assert report.global_suppressions_kept == 1
+    assert "global suppression list, which is platform-owned and was kept" in report.summary()

@@ -52,6 +52,13 @@ PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rst
 # encrypts, all decrypt, so a key is rotated by prepending a new one.
 ENCRYPTION_KEYS = env_list("OUTREACH_ENCRYPTION_KEYS")
 
+# HMAC keys of the suppressions an erasure keeps (suppression.services.suppression_hash):
+# without the key, the stored hash of an erased address cannot be confirmed by guessing
+# addresses. Comma-separated; the first hashes new entries, all are matched at send time, so
+# a key is rotated by prepending a new one (never drop one while entries hashed with it
+# remain, or those people could be mailed again).
+SUPPRESSION_HASH_KEYS = env_list("OUTREACH_SUPPRESSION_HASH_KEYS")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -5,6 +5,7 @@ addresses that merely contain the erased one."""
 import hashlib
 import hmac
 import json
+import uuid
 
 import pytest
 from django.utils import timezone
@@ -14,9 +15,11 @@ from analytics.services.rollup import analytics_refresh
 from campaigns.models import Enrollment, EnrollmentTransition
 from campaigns.services.erasure import lead_erase
 from campaigns.tests.engine_support import PLAN_ONE_EMAIL
-from messaging.models import Message, MessageEvent, WebhookReceipt
+from messaging.models import InboundMessage, Message, MessageEvent, WebhookReceipt
 from messaging.services.erasure import RECEIPT_ERASED, address_pattern, address_pattern_bytes
-from messaging.tests.inbound_support import raw_mode_post
+from messaging.services.inbound import inbound_receipt_process
+from messaging.services.receipts import webhook_receipt_create, webhook_receipt_normalise
+from messaging.tests.inbound_support import TOKENS, raw_mode_post, sent_message
 from outreach.testing.factories import LeadFactory, SenderIdentityFactory, campaign_with_plan
 from suppression.models import Suppression
 from suppression.selectors import suppression_check
@@ -59,7 +62,7 @@ def _events(*emails: str, reason: str = "") -> bytes:
 def _mail(sender: str, text: str) -> bytes:
     return (
         f"From: {sender}\r\nTo: ae@sender.example.com\r\nSubject: Re: hello\r\n"
-        f"Message-ID: <{sender}-1@mail.example>\r\n\r\n{text}\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@mail.example>\r\n\r\n{text}\r\n"
     ).encode()
 
 
@@ -208,3 +211,87 @@ def test_a_global_suppression_is_platform_owned_kept_and_reported(tenant):
     assert Suppression.objects.filter(tenant=None, email=ANN).exists()
     assert report.global_suppressions_kept == 1
     assert "global suppression list, which is platform-owned and was kept" in report.summary()
+
+
+# --- mail still on its way after the erasure writes nothing personal back ----------------------
+
+
+def _bounce(message: Message, email: str, key: str) -> dict:
+    return {
+        "email": email,
+        "event": "bounce",
+        "type": "bounce",
+        "status": "5.1.1",
+        "reason": f"550 5.1.1 <{email}>: user unknown",
+        "sg_event_id": key,
+        "sg_message_id": f"{message.provider_message_id}.filter0001",
+        "timestamp": int(timezone.now().timestamp()),
+        "outreach_message_id": str(message.public_id),
+        "ip": "203.0.113.9",
+    }
+
+
+def _normalise(tenant, events: list[dict]) -> WebhookReceipt:
+    receipt_id = webhook_receipt_create(
+        tenant_id=tenant.pk, kind="events", body=json.dumps(events).encode(), headers={}
+    )
+    webhook_receipt_normalise(receipt_id=receipt_id)
+    return WebhookReceipt.objects.get(pk=receipt_id)
+
+
+def test_events_arriving_after_the_erasure_store_no_personal_data(tenant, event_rows_cleanup):
+    lead = LeadFactory(tenant=tenant, email=ANN)
+    hers = sent_message(tenant, lead=lead)
+    his = sent_message(tenant, lead=LeadFactory(tenant=tenant, email="joann@x.com"))
+    report = lead_erase(tenant_id=tenant.pk, lead_id=lead.pk, actor="cli:dpo", reason="r")
+    open_event = {**_bounce(hers, ANN, "late-open"), "event": "open", "useragent": "Mail/1.0"}
+    late = [_bounce(hers, ANN, "late-bounce"), open_event, _bounce(his, "joann@x.com", "his")]
+
+    receipt = _normalise(tenant, late)
+
+    pattern = address_pattern_bytes(ANN)
+    assert not pattern.search(bytes(receipt.body))
+    assert b"joann@x.com" in bytes(receipt.body)
+    for event in MessageEvent.objects.filter(message_id=hers.pk):
+        assert (event.email, event.raw) == ("", {"erased": True})
+    assert MessageEvent.objects.get(message_id=his.pk).email == "joann@x.com"
+    hers.refresh_from_db()
+    assert hers.status == "bounced"  # the ledger still moves
+    assert not pattern.search(hers.error_message.encode())
+    tenant_entries = set(Suppression.objects.filter(tenant=tenant).values_list("email", flat=True))
+    assert tenant_entries == {report.suppression_hash, "joann@x.com"}  # only the hash for her
+
+    # SendGrid delivers the same batch again: every event is known, the body is cleaned too.
+    again = _normalise(tenant, late)
+    assert not pattern.search(bytes(again.body))
+    assert MessageEvent.objects.filter(message_id=hers.pk).count() == 2
+
+
+def test_replies_arriving_after_the_erasure_store_no_personal_data(tenant):
+    lead = LeadFactory(tenant=tenant, email=ANN)
+    hers = sent_message(tenant, lead=lead, reply_token=TOKENS["gmail_reply"])
+    lead_erase(tenant_id=tenant.pk, lead_id=lead.pk, actor="cli:dpo", reason="r")
+    placeholder = f"erased-{lead.pk}@erased.invalid"
+    replies = {
+        # to her message's reply address
+        "matched": _mail("Ann <ann@x.com>", "Thanks, Ann").replace(
+            b"To: ae@sender.example.com",
+            f"To: reply+{TOKENS['gmail_reply']}@reply.acme-sales.example".encode(),
+        ),
+        # a new mail of hers, matching no message of ours
+        "unmatched": _mail("Ann <ann@x.com>", "Me again, Ann"),
+    }
+    for name, raw in replies.items():
+        body, content_type = raw_mode_post(raw)
+        receipt = WebhookReceipt.objects.create(
+            tenant=tenant, kind="inbound", body=body, content_type=content_type
+        )
+        inbound_receipt_process(tenant_id=tenant.pk, receipt_id=receipt.pk)
+        receipt.refresh_from_db()
+        assert (bytes(receipt.body), receipt.last_error) == (b"", RECEIPT_ERASED), name
+        (inbound,) = InboundMessage.objects.filter(receipt=receipt)
+        assert (inbound.raw_mime, inbound.subject) == ("", ""), name
+        assert inbound.from_email in (placeholder, ""), name
+        assert inbound.matched_message_id == (hers.pk if name == "matched" else None), name
+    (event,) = MessageEvent.objects.filter(message_id=hers.pk, event_type="reply")
+    assert ANN not in json.dumps(event.raw) and event.email == ""

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging.models import WebhookReceipt
+from messaging.services.erasure import address_pattern_bytes
 from messaging.services.events import EventsStored, message_events_store, server_cursor
 from messaging.webhooks.sendgrid_events import json_strict_loads, jsonb_text
 from outreach.metrics import metrics_add
@@ -108,6 +109,17 @@ def _parse_body(body: bytes) -> list[Any] | None:
     return parsed if isinstance(parsed, list) else None
 
 
+def _body_erase(receipt_id: int, body: bytes, addresses: dict[str, str]) -> None:
+    cleaned = body
+    for email, placeholder in addresses.items():
+        cleaned = address_pattern_bytes(email).sub(placeholder.encode(), cleaned)
+    if cleaned != body:
+        with server_cursor() as cursor:
+            cursor.execute(
+                "UPDATE messaging_webhookreceipt SET body = %b WHERE id = %s", [cleaned, receipt_id]
+            )
+
+
 def webhook_receipt_normalise(*, receipt_id: int) -> EventsStored | None:
     """Process one Event Webhook receipt exactly once; None when there was nothing to do
     (already processed, or another worker holds it right now).
@@ -151,6 +163,8 @@ def webhook_receipt_normalise(*, receipt_id: int) -> EventsStored | None:
                 shadow_mode=shadow_mode,
                 receipt_id=receipt_id,
             )
+            if result.erased:  # events of erased leads: their addresses leave the body too
+                _body_erase(receipt_id, bytes(body), result.erased)
             with connection.cursor() as cursor:
                 cursor.execute(
                     "UPDATE messaging_webhookreceipt SET processed_at = now(), event_count = %s,"

@@ -111,7 +111,8 @@ def _truthy(value: Any) -> bool:
     return bool(value) and value == value
 
 
-def _message_ref(raw: dict[str, Any]) -> uuid.UUID | None:
+def message_ref_of(raw: dict[str, Any]) -> uuid.UUID | None:
+    """Our message's id (``Message.public_id``) as the event's custom arg carries it."""
     value = raw.get(CUSTOM_ARG_MESSAGE_ID)
     if not isinstance(value, str) or not value:
         return None
@@ -175,7 +176,7 @@ def event_normalise(
         provider_message_id=sg_message_id,
         sg_prefix=sg_message_id.split(".", 1)[0],
         smtp_id=clean_text(raw.get("smtp-id"), 300),
-        message_ref=_message_ref(raw),
+        message_ref=message_ref_of(raw),
         is_machine_open=event_type == "open" and _truthy(raw.get("sg_machine_open")),
         user_agent=clean_text(raw.get("useragent"), 1000),
         raw=raw,

@@ -114,13 +114,16 @@ def tenant_controls_update(
     actor: str,
     reason: str = "",
     by: str = Tenant.PausedBy.OPERATOR,
+    dry_run: bool = False,
 ) -> Tenant:
     """Change a tenant's status, feature flags or quotas, and audit it.
 
     ``by`` says whose change it is: the operator's (admin, commands), or the tenant's own
     (its API key), which may pause and resume only itself (see ``_paused_by``). Only the
     values that really change are written and audited; repeating a change is a no-op (no
-    entry). Joins the caller's transaction (the admin wraps its save in one).
+    entry). Joins the caller's transaction (the admin wraps its save in one). ``dry_run``
+    checks and does everything, then rolls it back: it refuses exactly what a real change
+    would refuse.
     """
     if by not in Tenant.PausedBy.values:
         raise ValueError(f"by: expected one of {Tenant.PausedBy.values}")
@@ -155,6 +158,9 @@ def tenant_controls_update(
             from campaigns.services.actions import scheduled_actions_release
 
             scheduled_actions_release(reason_prefix=TENANT_PAUSED, tenant_id=tenant_id)
+        if dry_run:
+            transaction.set_rollback(True)
+            return tenant
     tenant_flags_cache_clear(tenant_id=tenant_id)
     return tenant
 

@@ -213,6 +213,20 @@ def test_tenant_control_dry_run_changes_nothing(tenant):
 
 
 @pytest.mark.parametrize(
+    ("quota", "message"),
+    [
+        ("daily_send_quota=none", "daily_send_quota: expected a whole number"),
+        ("lead_quota=99999999999", "lead_quota: expected a number from 0 to 2147483647"),
+    ],
+)
+def test_tenant_control_dry_run_refuses_what_the_real_run_refuses(tenant, quota, message):
+    for dry in ([], ["--dry-run"]):
+        with pytest.raises(CommandError, match=message):
+            _run("tenant_control", "--tenant", tenant.slug, "--quota", quota, "--reason", "x", *dry)
+    assert not AuditEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--tenant", "nobody", "--pause", "--reason", "x"], "no tenant"),

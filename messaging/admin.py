@@ -253,7 +253,7 @@ class WebhookReceiptAdmin(ReadOnlyAdmin, BigTableAdmin):
             description="Re-process the selected receipts",
             explanation="Each stored body is processed again: events are deduplicated and a "
             "reply is recorded once, so only what is missing is added.",
-            apply=lambda request, receipt, reason: _reprocess(receipt),
+            apply=lambda request, receipt, reason: _reprocess(request, receipt, reason),
             permission="reprocess_receipt",
         ),
     ]
@@ -268,8 +268,13 @@ class WebhookReceiptAdmin(ReadOnlyAdmin, BigTableAdmin):
         return text
 
 
-def _reprocess(receipt: WebhookReceipt) -> None:
-    outcome = webhook_receipt_reprocess(receipt_id=receipt.pk, tenant_id=receipt.tenant_id)
+def _reprocess(request: HttpRequest, receipt: WebhookReceipt, reason: str) -> None:
+    outcome = webhook_receipt_reprocess(
+        receipt_id=receipt.pk,
+        tenant_id=receipt.tenant_id,
+        actor=admin_actor(request),
+        reason=reason,
+    )
     if outcome != "processed":
         raise ApplicationError(f"not re-processed ({outcome})")
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from campaigns.models import Lead
-from campaigns.selectors import lead_get
+from campaigns.selectors import lead_count, lead_get
 from campaigns.validation.email import EmailCheck, Status, email_validate
 from campaigns.validation.fields import country_normalize, phone_normalize, timezone_normalize
 from outreach.common.errors import ApplicationError
@@ -145,7 +145,7 @@ def _lead_quota_enforce(tenant_id: int, *, added: int) -> None:
         tenant_id=tenant_id,
         quota="lead_quota",
         added=added,
-        count=lambda: Lead.objects.for_tenant(tenant_id).count(),
+        count=lambda: lead_count(tenant_id=tenant_id),
     )
 
 

@@ -162,12 +162,31 @@ def test_reconcile_settles_a_needs_review_message_from_an_orphan_event(
     assert _run("messages_reconcile", "--tenant", tenant.slug, "--no-progress").startswith(
         "reconciled 0 of 0"
     )
-    assert message_reconcile(message_id=message.pk) == "settled"
+    assert message_reconcile(tenant_id=tenant.pk, message_id=message.pk) == "settled"
+
+
+def test_reconcile_is_scoped_to_the_tenant(tenant, other_tenant, engine_settings, events_cleanup):
+    _, message = _needs_review(tenant, engine_settings, "mine@prospect.example.com")
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO messaging_messageevent (tenant_id, event_type, occurred_at, received_at,
+                provider_event_id, provider_message_id, email, is_machine_open, is_bot_click,
+                is_synthetic, raw)
+            VALUES (%s, 'delivered', %s, %s, 'orphan-2', 'sg-abc', '', false, false, false, %s)
+            """,
+            [tenant.pk, now, now, json.dumps({"outreach_message_id": str(message.public_id)})],
+        )
+    assert message_reconcile(tenant_id=other_tenant.pk, message_id=message.pk) == "settled"
+    assert Message.objects.get(pk=message.pk).status == Message.Status.NEEDS_REVIEW
+    assert MessageEvent.objects.get(provider_event_id="orphan-2").message_id is None
+    assert message_reconcile(tenant_id=tenant.pk, message_id=message.pk) == "reconciled"
 
 
 def test_reconcile_without_evidence_leaves_the_message_for_review(tenant, engine_settings):
     _, message = _needs_review(tenant, engine_settings, "silent@prospect.example.com")
-    assert message_reconcile(message_id=message.pk) == "no_evidence"
+    assert message_reconcile(tenant_id=tenant.pk, message_id=message.pk) == "no_evidence"
     assert Message.objects.get(pk=message.pk).status == Message.Status.NEEDS_REVIEW
 
 

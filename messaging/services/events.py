@@ -103,7 +103,7 @@ MESSAGE_STATUS_RANK: dict[str, int] = {
     Message.Status.COMPLAINED: 83,
 }
 
-_STATUS_FOR_EVENT: dict[str, str] = {
+STATUS_FOR_EVENT: dict[str, str] = {
     "processed": Message.Status.PROCESSED,
     "deferred": Message.Status.DEFERRED,
     "delivered": Message.Status.DELIVERED,
@@ -298,7 +298,7 @@ def _events_insert(
 def _status_of(event: NormalisedEvent) -> str | None:
     if event.is_machine_open or event.is_bot_click:
         return Message.Status.DELIVERED
-    return _STATUS_FOR_EVENT.get(event.event_type)
+    return STATUS_FOR_EVENT.get(event.event_type)
 
 
 def _error_of(event: NormalisedEvent) -> tuple[str, str]:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from campaigns.models import Lead
 from campaigns.serializers import LeadInputSerializer
 from campaigns.services.leads import LEAD_INPUT_FIELDS, lead_bulk_create, leads_dry_run
-from outreach.common.errors import _flatten as flatten_errors
+from outreach.common.errors import errors_flatten as flatten_errors
 from outreach.tenancy.models import Tenant
 from outreach.tenancy.quotas import QuotaExceeded
 

@@ -15,6 +15,9 @@ from outreach.common.errors import ApplicationError
 
 # Below this the exact count is cheap enough; above it the planner's estimate is shown.
 EXACT_COUNT_LIMIT = 50_000
+# A reason action changes (and audits) its rows one by one, and its confirmation page lists
+# them: "select all" on a table of millions is refused beyond this many rows.
+REASON_ACTION_MAX_ROWS = 1000
 
 
 class EstimatedCountPaginator(Paginator):
@@ -105,6 +108,15 @@ def reason_action(
     may only look cannot pause, release or resolve anything."""
 
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Any):
+        bound = REASON_ACTION_MAX_ROWS
+        if len(queryset.values_list("pk", flat=True)[: bound + 1]) > bound:
+            modeladmin.message_user(
+                request,
+                f"{description}: you selected more than {bound} rows. Narrow the list with "
+                "its filters or search first (each row is changed and audited on its own).",
+                messages.ERROR,
+            )
+            return None
         reason = (request.POST.get("reason") or "").strip()
         error = ""
         if "apply" in request.POST:

@@ -355,3 +355,30 @@ def test_a_form_loaded_before_a_pause_does_not_resume_it_on_save(admin_client, t
         ("tenant.pause", "api-key:abc"),
         ("tenant.quotas", "admin:admin"),
     ]
+
+
+def test_a_reason_action_over_too_many_rows_is_refused(admin_client, tenant, monkeypatch):
+    """'Select all' on a table of millions would page through them all, one audited change
+    at a time: above the bound, the action asks to narrow the list first."""
+    from outreach.common import admin_utils
+    from outreach.testing.factories import TenantFactory
+
+    monkeypatch.setattr(admin_utils, "REASON_ACTION_MAX_ROWS", 2)
+    TenantFactory.create_batch(2)
+    data = {
+        "action": "pause_tenants",
+        "_selected_action": [tenant.pk],
+        "select_across": "1",
+        "apply": "1",
+        "reason": "everyone",
+    }
+    response = admin_client.post(_url(Tenant, "changelist"), data, follow=True)
+    assert response.status_code == 200
+    shown = [str(m) for m in response.context["messages"]]
+    assert any("more than 2 rows" in m for m in shown), shown
+    assert not Tenant.objects.filter(status="paused").exists()
+    assert not AuditEntry.objects.exists()
+    # Within the bound it goes on as usual.
+    data.update(select_across="0", _selected_action=[tenant.pk])
+    admin_client.post(_url(Tenant, "changelist"), data)
+    assert list(Tenant.objects.filter(status="paused")) == [tenant]

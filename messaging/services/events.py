@@ -482,12 +482,11 @@ def _erased_scrub(
 def _erased_in_duplicates(cursor, tenant_id: int, raws: list[dict[str, Any]]) -> dict[str, str]:
     """The addresses that repeated events (already stored) carry for erased leads' messages:
     one query, and only for a batch with repeats, so a redelivered body is cleaned too."""
-    refs: dict[Any, str] = {}
+    refs: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for raw in raws:
         ref = message_ref_of(raw)
-        email = clean_text(raw.get("email"), 320).strip().lower()
-        if ref is not None and email and not email_is_erased(email):
-            refs.setdefault(ref, email)
+        if ref is not None:
+            refs[ref].append(raw)
     if not refs:
         return {}
     cursor.execute(
@@ -496,7 +495,13 @@ def _erased_in_duplicates(cursor, tenant_id: int, raws: list[dict[str, Any]]) ->
         [tenant_id, list(refs), "%" + EMAIL_ERASED_SUFFIX],
         binary=True,
     )
-    return {refs[public_id]: placeholder for public_id, placeholder in cursor.fetchall()}
+    found: dict[str, str] = {}
+    for public_id, placeholder in cursor.fetchall():  # rare: only erased leads' messages
+        for raw in refs[public_id]:
+            email = clean_text(raw.get("email"), 320).strip().lower()
+            if email and not email_is_erased(email):
+                found[email] = placeholder
+    return found
 
 
 def _suppressions_add(

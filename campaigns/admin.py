@@ -132,12 +132,14 @@ class CampaignAdmin(admin.ModelAdmin):
             explanation="From the next send on, their due sends wait; enrollments and their "
             "schedule are kept.",
             apply=_campaign_status("pause"),
+            permission="change",
         ),
         reason_action(
             name="resume_campaigns",
             description="Resume the selected paused campaigns",
             explanation="The sends their pause held become due at once.",
             apply=_campaign_status("resume"),
+            permission="change",
         ),
     ]
 

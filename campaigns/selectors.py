@@ -1,7 +1,9 @@
 """Reading campaign-side data. Every function is scoped by ``tenant_id`` first."""
 
 import datetime
+from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 from campaigns.models import Lead
@@ -55,6 +57,52 @@ def lead_list(
                 | Q(company__icontains=term)
             )
     return queryset
+
+
+@dataclass(frozen=True)
+class ActionsBacklog:
+    due: int  # pending and due now
+    due_lag_seconds: float  # how long the oldest due one has waited (0 when none)
+    claimed: int
+    pending_estimate: float  # every pending row, from the pending index's size
+
+
+def scheduled_actions_backlog() -> ActionsBacklog:
+    """The platform's scheduled actions at a glance (``/metrics``). Each count reads the
+    partial index holding only its rows; the rows pending for later (the bulk of the
+    table) are the index's size as the planner last measured it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(due_at)), 0)"
+            " FROM campaigns_scheduledaction WHERE status = 'pending' AND due_at <= now()"
+        )
+        due, lag = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM campaigns_scheduledaction WHERE status = 'claimed'")
+        (claimed,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT GREATEST(reltuples, 0) FROM pg_class WHERE relname = 'action_due_pending_idx'"
+        )
+        row = cursor.fetchone()
+    return ActionsBacklog(
+        due=due,
+        due_lag_seconds=float(lag),
+        claimed=claimed,
+        pending_estimate=float(row[0]) if row else 0.0,
+    )
+
+
+def campaign_status_locked(*, tenant_id: int, campaign_id: int) -> str | None:
+    """The campaign's status, read ``FOR SHARE`` until the caller's transaction ends (the
+    send path confirming a hold: a resume waits for it, see ``outreach.tenancy.controls``).
+    None when a change of the campaign holds its row right now (``SKIP LOCKED``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT status FROM campaigns_campaign WHERE id = %s AND tenant_id = %s"
+            " FOR SHARE SKIP LOCKED",
+            [campaign_id, tenant_id],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def lead_count(*, tenant_id: int) -> int:

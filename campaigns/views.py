@@ -24,7 +24,7 @@ from campaigns.serializers import (
     LeadSerializer,
 )
 from campaigns.services.leads import lead_bulk_create, lead_create, lead_delete, lead_update
-from outreach.common.errors import _flatten as flatten_errors
+from outreach.common.errors import errors_flatten as flatten_errors
 from outreach.common.serializers import ErrorSerializer
 from outreach.common.views import path_id
 

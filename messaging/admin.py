@@ -21,7 +21,13 @@ from messaging.models import (
 from messaging.services.identities import IDENTITY_INPUT_FIELDS, sender_identity_pause_set
 from messaging.services.receipts import webhook_receipt_reprocess
 from messaging.services.review import message_review_resolve
-from outreach.common.admin_utils import BigTableAdmin, ReadOnlyAdmin, admin_actor, reason_action
+from outreach.common.admin_utils import (
+    BigTableAdmin,
+    ReadOnlyAdmin,
+    admin_actor,
+    permission_check,
+    reason_action,
+)
 from outreach.common.errors import ApplicationError
 
 BODY_PREVIEW_BYTES = 20_000
@@ -112,12 +118,14 @@ class SenderIdentityAdmin(admin.ModelAdmin):
             description="Pause the selected sender identities",
             explanation="From the next send on, their due sends wait; nothing is dropped.",
             apply=_identity_pause,
+            permission="change",
         ),
         reason_action(
             name="resume_identities",
             description="Resume the selected sender identities",
             explanation="The sends their pause held become due at once.",
             apply=_identity_resume,
+            permission="change",
         ),
     ]
 
@@ -181,6 +189,7 @@ class MessageAdmin(ReadOnlyAdmin, BigTableAdmin):
             explanation="The provider had these messages. Each becomes accepted and its "
             "enrollment goes on as after any send.",
             apply=_review_sent,
+            permission="resolve_review",
         ),
         reason_action(
             name="resolve_review_not_sent",
@@ -188,8 +197,10 @@ class MessageAdmin(ReadOnlyAdmin, BigTableAdmin):
             explanation="These messages never left. Each is marked failed and its step is "
             "sent again, once, as the next attempt.",
             apply=_review_not_sent,
+            permission="resolve_review",
         ),
     ]
+    has_resolve_review_permission = permission_check("messaging.resolve_review")
 
 
 @admin.register(MessageEvent)
@@ -242,9 +253,11 @@ class WebhookReceiptAdmin(ReadOnlyAdmin, BigTableAdmin):
             description="Re-process the selected receipts",
             explanation="Each stored body is processed again: events are deduplicated and a "
             "reply is recorded once, so only what is missing is added.",
-            apply=lambda request, receipt, reason: _reprocess(receipt),
+            apply=lambda request, receipt, reason: _reprocess(request, receipt, reason),
+            permission="reprocess_receipt",
         ),
     ]
+    has_reprocess_receipt_permission = permission_check("messaging.reprocess_receipt")
 
     @admin.display(description="Body")
     def body_preview(self, receipt: WebhookReceipt) -> str:
@@ -255,8 +268,13 @@ class WebhookReceiptAdmin(ReadOnlyAdmin, BigTableAdmin):
         return text
 
 
-def _reprocess(receipt: WebhookReceipt) -> None:
-    outcome = webhook_receipt_reprocess(receipt_id=receipt.pk, tenant_id=receipt.tenant_id)
+def _reprocess(request: HttpRequest, receipt: WebhookReceipt, reason: str) -> None:
+    outcome = webhook_receipt_reprocess(
+        receipt_id=receipt.pk,
+        tenant_id=receipt.tenant_id,
+        actor=admin_actor(request),
+        reason=reason,
+    )
     if outcome != "processed":
         raise ApplicationError(f"not re-processed ({outcome})")
 

@@ -204,6 +204,7 @@ class Message(TenantOwned):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        permissions = [("resolve_review", "Can resolve needs_review messages as sent or not")]
         constraints = [
             models.UniqueConstraint(
                 fields=["enrollment", "step_seq", "attempt"], name="message_once_per_step_attempt"
@@ -325,6 +326,7 @@ class WebhookReceipt(TenantOwned):
     last_error = models.TextField(blank=True, default="")
 
     class Meta:
+        permissions = [("reprocess_receipt", "Can re-process stored webhook receipts")]
         indexes = [
             models.Index(
                 fields=["received_at"],

@@ -11,8 +11,9 @@ Two kinds of figures:
   holding only the rows in question.
 
 Protected in production: ``METRICS_TOKEN`` (``Authorization: Bearer <token>``) and/or
-``METRICS_ALLOWED_NETWORKS`` (CIDRs the scraper comes from); with neither set, production
-answers 403 rather than publish its figures.
+``METRICS_ALLOWED_NETWORKS`` (CIDRs the scraper comes from, checked at start-up); with
+neither set, production answers 403 rather than publish its figures. Behind a proxy or load
+balancer ``REMOTE_ADDR`` is the proxy's own address, so there only the token is safe.
 """
 
 import datetime
@@ -25,7 +26,6 @@ from functools import lru_cache
 
 import redis
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -118,21 +118,11 @@ def _counters() -> Iterator[Metric]:
 
 
 def _scheduled_actions() -> Iterator[Metric]:
-    # Each count reads the partial index holding only its rows; the rows pending for later
-    # (the bulk of the table) are the index's size as the planner last measured it.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(due_at)), 0)"
-            " FROM campaigns_scheduledaction WHERE status = 'pending' AND due_at <= now()"
-        )
-        due, lag = cursor.fetchone()
-        cursor.execute("SELECT count(*) FROM campaigns_scheduledaction WHERE status = 'claimed'")
-        (claimed,) = cursor.fetchone()
-        cursor.execute(
-            "SELECT GREATEST(reltuples, 0) FROM pg_class WHERE relname = 'action_due_pending_idx'"
-        )
-        row = cursor.fetchone()
-    pending_estimate = float(row[0]) if row else 0.0
+    from campaigns.selectors import scheduled_actions_backlog
+
+    backlog = scheduled_actions_backlog()
+    due, lag, claimed = backlog.due, backlog.due_lag_seconds, backlog.claimed
+    pending_estimate = backlog.pending_estimate
     actions = GaugeMetricFamily(
         "outreach_scheduled_actions",
         "Scheduled actions by state: pending and due (exact), claimed (exact), pending for "
@@ -268,7 +258,10 @@ def _allowed(request: HttpRequest) -> bool:
     if token:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and secrets.compare_digest(given.strip(), token):
+        # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+        if scheme.lower() == "bearer" and secrets.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
             return True
     if networks:
         try:
@@ -297,11 +290,11 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     """200 when Postgres and Redis answer and beat's sweep ran within
     ``READINESS_BEAT_MAX_AGE_SECONDS``; 503 naming each part that does not."""
-    from outreach.tenancy.views import _check_database, _check_redis
+    from outreach.tenancy.health import database_check, redis_check
 
     failures = {
         name: error
-        for name, error in (("database", _check_database()), ("redis", _check_redis()))
+        for name, error in (("database", database_check()), ("redis", redis_check()))
         if error
     }
     if "redis" not in failures:

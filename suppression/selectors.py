@@ -3,7 +3,7 @@
 from django.db.models import QuerySet
 
 from suppression.models import Suppression
-from suppression.services import email_normalise, suppression_hash
+from suppression.services import email_normalise, suppression_hashes
 
 
 def suppression_check(*, tenant_id: int, emails: list[str]) -> set[str]:
@@ -16,7 +16,7 @@ def suppression_check(*, tenant_id: int, emails: list[str]) -> set[str]:
     if not wanted:
         return set()
     # An address erased on request is kept only as its hash (suppression_keep_as_hash).
-    hashes = {suppression_hash(email): email for email in wanted}
+    hashes = {digest: email for email in wanted for digest in suppression_hashes(email)}
     found = (
         Suppression.objects.applicable_to(tenant_id)
         .filter(email__in=[*wanted, *hashes])

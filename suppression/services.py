@@ -7,9 +7,12 @@ transaction: the webhook normaliser suppresses in the same transaction as the ev
 """
 
 import hashlib
+import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 
 from campaigns.validation.email import InvalidEmail, email_normalize
@@ -18,6 +21,11 @@ from suppression.models import Suppression
 from suppression.unsubscribe import unsubscribe_url_build  # noqa: F401 (the send path's entry)
 
 MAX_EMAIL_LENGTH = 320
+
+# How an erased address is kept (``suppression_hash``); the unsalted form of the first
+# erasures is still recognised, never written.
+HASH_PREFIX = "hmac-sha256:"
+LEGACY_HASH_PREFIX = "sha256:"
 
 # Nothing is sent to an address after its suppression commits: the send path holds the
 # address's send lock (shared, per database session) from its suppression check until
@@ -48,7 +56,7 @@ def email_normalise(email: str) -> str:
 def _validate(*, email: str, reason: str, source: str) -> None:
     if (
         not email
-        or ("@" not in email and not email.startswith("sha256:"))
+        or ("@" not in email and not email.startswith((HASH_PREFIX, LEGACY_HASH_PREFIX)))
         or len(email) > MAX_EMAIL_LENGTH
     ):
         raise ApplicationError(
@@ -205,10 +213,28 @@ def suppression_one_click_apply(*, tenant_id: int, email: str, message_public_id
 
 
 def suppression_hash(email: str) -> str:
-    """How an erased address stays suppressed: a SHA-256 of its normalised form. The send
-    path's check compares addresses and their hashes, so the person is never mailed again
-    although the address itself is gone."""
-    return "sha256:" + hashlib.sha256(email_normalise(email).encode()).hexdigest()
+    """How an erased address stays suppressed: an HMAC-SHA256 of its normalised form under
+    the server's ``SUPPRESSION_HASH_KEYS[0]``. Without the key nobody can confirm a guessed
+    address against it (a plain SHA-256 of an address is found by hashing candidates). The
+    send path's check compares addresses and their hashes (``suppression_hashes``), so the
+    person is never mailed again although the address itself is gone."""
+    return suppression_hashes(email)[0]
+
+
+def suppression_hashes(email: str) -> list[str]:
+    """Every stored form an erased ``email`` may have: its HMAC under each configured key
+    (the first is what is written now), then the unsalted SHA-256 of early erasures."""
+    normalised = email_normalise(email).encode()
+    keys = settings.SUPPRESSION_HASH_KEYS
+    if not keys:
+        raise ImproperlyConfigured("SUPPRESSION_HASH_KEYS is empty")
+    return [
+        *(
+            HASH_PREFIX + hmac.new(key.encode(), normalised, hashlib.sha256).hexdigest()
+            for key in keys
+        ),
+        LEGACY_HASH_PREFIX + hashlib.sha256(normalised).hexdigest(),
+    ]
 
 
 def suppression_keep_as_hash(*, tenant_id: int, email: str, note: str = "") -> str:

@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from outreach.common.errors import NotFound
-from outreach.common.errors import _flatten as flatten_errors
+from outreach.common.errors import errors_flatten as flatten_errors
 from outreach.common.serializers import ErrorSerializer
 from outreach.common.views import path_id
 from suppression import selectors

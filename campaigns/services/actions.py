@@ -224,6 +224,20 @@ def _resume(action: ScheduledAction, enrollment: Enrollment, now: datetime.datet
     return True
 
 
+def scheduled_send_make_due(*, tenant_id: int, enrollment_id: int, step_seq: int) -> int:
+    """Make the pending send of one step entry due now: for a ``sending`` message that
+    webhook events proved sent, so the send path finishes its bookkeeping at once (it never
+    sends a step entry whose ledger row exists). Returns how many actions it moved."""
+    now = timezone.now()
+    return ScheduledAction.objects.filter(
+        tenant_id=tenant_id,
+        enrollment_id=enrollment_id,
+        step_seq=step_seq,
+        kind=ScheduledAction.Kind.SEND,
+        status=ScheduledAction.Status.PENDING,
+    ).update(due_at=now, updated_at=now)
+
+
 def scheduled_actions_release(
     *,
     reason_prefix: str,

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from campaigns import plans
 from campaigns.models import Campaign, CampaignPlanVersion, Enrollment, ScheduledAction
+from campaigns.selectors import campaign_count
 from campaigns.services import engine, scheduler
 from campaigns.services.actions import scheduled_actions_release
 from messaging.models import SenderIdentity
@@ -90,7 +91,7 @@ def campaign_create(
             tenant_id=tenant_id,
             quota="campaign_quota",
             added=1,
-            count=lambda: Campaign.objects.for_tenant(tenant_id).count(),
+            count=lambda: campaign_count(tenant_id=tenant_id),
         )
     logger.info("campaign.created", extra={"tenant_id": tenant_id, "campaign_id": campaign.pk})
     return campaign

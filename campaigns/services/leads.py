@@ -6,10 +6,12 @@ phone, time zone and country, and uniqueness of the email within a tenant. A rul
 is reported with the field it concerns, so the API can answer with a field path.
 """
 
+import contextvars
 import datetime
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +21,11 @@ from django.utils import timezone
 from psycopg import sql
 
 from campaigns.models import Lead
-from campaigns.selectors import lead_get
+from campaigns.selectors import lead_count, lead_get
 from campaigns.validation.email import EmailCheck, Status, email_validate
 from campaigns.validation.fields import country_normalize, phone_normalize, timezone_normalize
 from outreach.common.errors import ApplicationError
-from outreach.tenancy.quotas import tenant_quota_enforce
+from outreach.tenancy.quotas import QuotaExceeded, tenant_quota_enforce
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +155,7 @@ def _lead_quota_enforce(tenant_id: int, *, added: int) -> None:
         tenant_id=tenant_id,
         quota="lead_quota",
         added=added,
-        count=lambda: Lead.objects.for_tenant(tenant_id).count(),
+        count=lambda: lead_count(tenant_id=tenant_id),
     )
 
 
@@ -273,6 +275,25 @@ def _insert_ignoring_existing(
         return dict(cursor.fetchall())
 
 
+_dry_run_open: contextvars.ContextVar[bool] = contextvars.ContextVar("leads_dry_run", default=False)
+
+
+@contextmanager
+def leads_dry_run() -> Iterator[None]:
+    """One transaction around a dry run of many ``lead_bulk_create(dry_run=True)`` calls (an
+    import's batches), rolled back when the block ends, however it ends. Inside it, each
+    call keeps its rows until then, so later batches see them as the real run would: an
+    address repeated across batches is "already present", and the lead quota is counted
+    over everything before it."""
+    with transaction.atomic(durable=True):
+        token = _dry_run_open.set(True)
+        try:
+            yield
+        finally:
+            _dry_run_open.reset(token)
+            transaction.set_rollback(True)
+
+
 def lead_bulk_create(
     *, tenant_id: int, rows: Sequence[tuple[int, Mapping[str, Any]]], dry_run: bool = False
 ) -> LeadBulkResult:
@@ -282,7 +303,8 @@ def lead_bulk_create(
     field lands in ``errors``; a row whose email the tenant already has (or that repeats an
     earlier row of the same batch) is skipped with a reason; the rest are inserted together.
     Over the tenant's lead quota nothing is inserted (``QuotaExceeded``, 429). ``dry_run``
-    does all of it, quota included, and rolls the insert back.
+    does all of it, quota included, and rolls the insert back: at once, or inside
+    ``leads_dry_run`` when that block ends.
     """
     if len(rows) > BULK_MAX_ROWS:
         raise ApplicationError(
@@ -310,16 +332,21 @@ def lead_bulk_create(
         first_index_of[email] = index
         accepted.append((index, clean))
 
-    with transaction.atomic(durable=True):
+    rehearsal = dry_run and _dry_run_open.get()
+    with transaction.atomic(durable=not dry_run):
         inserted = _insert_ignoring_existing(
             tenant_id=tenant_id, rows=[clean for _, clean in accepted], now=now
         )
-        _lead_quota_enforce(tenant_id, added=len(inserted))
+        try:
+            _lead_quota_enforce(tenant_id, added=len(inserted))
+        except QuotaExceeded as exc:
+            exc.row_errors = result.errors  # the batch's invalid rows, for the caller's report
+            raise
         missing = [clean["email"] for _, clean in accepted if clean["email"] not in inserted]
         existing = dict(
             Lead.objects.for_tenant(tenant_id).filter(email__in=missing).values_list("email", "id")
         )
-        if dry_run:
+        if dry_run and not rehearsal:
             transaction.set_rollback(True)
     for index, clean in accepted:
         email = clean["email"]

@@ -7,12 +7,19 @@ scheduled actions left and their reasons, enrollment transitions.
 """
 
 import datetime
+import subprocess
+import sys
 import time
 
+import psycopg
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import EnrollmentTransition
+from campaigns.selectors import campaign_status_locked
+from campaigns.services import engine, scheduler
+from campaigns.services.actions import scheduled_actions_held
 from campaigns.services.campaigns import campaign_status_set
 from campaigns.tests.engine_support import (
     PLAN_BRANCHES,
@@ -27,9 +34,11 @@ from campaigns.tests.engine_support import (
     sweep_inline,
 )
 from messaging.models import Message
+from messaging.selectors import sender_identity_paused_locked
 from messaging.services.identities import sender_identity_pause_set
 from outreach.tenancy import controls
 from outreach.tenancy.models import AuditEntry, KillSwitch, Tenant
+from outreach.testing import processes
 
 pytestmark = pytest.mark.django_db
 
@@ -243,3 +252,142 @@ def test_replies_go_through_inbound_parse_only_when_the_inbound_flag_is_on(
     else:
         assert "ae-inbox@sender.example.com" in reply_to
         assert "reply.example.net" not in reply_to
+
+
+# --- a release reaches every held send ---------------------------------------------------------
+
+
+def test_a_kill_switch_released_elsewhere_holds_nothing_despite_a_stale_cache(
+    tenant, engine_settings, settings
+):
+    """Another process released the switch: its cache clear does not reach this process,
+    whose cache still says 'engaged' (for as long as CONTROLS_CACHE_SECONDS). The batch
+    confirms a hold against the row, so the send goes now instead of in ten minutes."""
+    settings.CONTROLS_CACHE_SECONDS = 600
+    campaign_enrolled(tenant, plan=PLAN_ONE_EMAIL, emails=["stale@prospect.example.com"])
+    KillSwitch.objects.create(channel="all", engaged=True, reason="incident")
+    assert "all" in controls.kill_switches_engaged()
+    KillSwitch.objects.filter(channel="all").update(engaged=False, reason="over")
+    actions_make_due()
+    sweep_inline()
+    assert received_per_recipient(engine_settings) == {"stale@prospect.example.com": 1}
+    assert controls.kill_switches_engaged() == {}  # the confirmation refreshed the cache
+
+
+def _pause(control: str, campaign, on: bool, actor: str = "cli:ops") -> None:
+    if control == "tenant":
+        change = controls.tenant_pause if on else controls.tenant_resume
+        change(tenant_id=campaign.tenant_id, actor=actor, reason="race")
+    elif control == "kill_switch":
+        controls.kill_switch_set(channel="all", engaged=on, actor=actor, reason="race")
+    elif control == "campaign":
+        campaign_status_set(
+            tenant_id=campaign.tenant_id,
+            campaign_id=campaign.pk,
+            action="pause" if on else "resume",
+            actor=actor,
+            reason="race",
+        )
+    else:
+        sender_identity_pause_set(
+            tenant_id=campaign.tenant_id,
+            identity_id=campaign.sender_identity_id,
+            paused=on,
+            actor=actor,
+        )
+
+
+def _hold_reason(control: str, enrollment) -> str | None:
+    """What the send path asks before it holds a send (messaging.services.sending)."""
+    if control in ("tenant", "kill_switch"):
+        return controls.sending_stop_reason(tenant=enrollment.tenant, channel="email", lock=True)
+    if control == "campaign":
+        status = campaign_status_locked(
+            tenant_id=enrollment.tenant_id, campaign_id=enrollment.campaign_id
+        )
+        return f"campaign {status}"
+    paused = sender_identity_paused_locked(
+        tenant_id=enrollment.tenant_id, identity_id=enrollment.sender_identity_id
+    )
+    return "sender identity paused" if paused else None
+
+
+def _blocked_or_exited(process: subprocess.Popen) -> str:
+    """Wait until ``process`` exited or one of its queries waits for a row lock."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return "exited"
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0]:
+                return "blocked"
+        time.sleep(0.05)
+    raise AssertionError("the resume neither finished nor waited")
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("control", ["tenant", "kill_switch", "campaign", "identity"])
+def test_a_resume_committing_while_a_batch_holds_its_send_releases_that_send_too(tenant, control):
+    """The batch has claimed the send and read the control as paused; the operator's
+    resume (another process) commits before the batch writes its hold. The hold must not
+    survive the resume for SEND_PAUSED_RECHECK_SECONDS: the resume waits for the batch
+    and then releases the send it held."""
+    campaign, (enrollment,) = campaign_enrolled(
+        tenant, plan=PLAN_ONE_EMAIL, emails=["race@prospect.example.com"]
+    )
+    _pause(control, campaign, on=True)
+    actions_make_due()
+    (claimed,) = scheduler.scheduled_actions_claim(limit=10)
+    resume = (
+        "from campaigns.models import Campaign; from campaigns.tests import test_engine_controls"
+        f" as t; t._pause({control!r}, Campaign.objects.get(pk={campaign.pk}), on=False)"
+    )
+    with transaction.atomic():  # the send batch
+        assert scheduled_actions_held(items=[[claimed.id, claimed.attempt]])
+        locked = engine.enrollments_locked(enrollment_ids=[enrollment.pk])[enrollment.pk]
+        reason = _hold_reason(control, locked)
+        assert reason and "changed" not in reason
+        operator = subprocess.Popen(
+            [sys.executable, "manage.py", "shell", "-c", resume],
+            cwd=processes.ROOT,
+            env=processes.test_process_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _blocked_or_exited(operator)
+        scheduler.scheduled_action_reschedule(
+            action_id=claimed.id,
+            attempt=claimed.attempt,
+            due_at=timezone.now() + datetime.timedelta(seconds=600),
+            reason=reason,
+        )
+    _, err = operator.communicate(timeout=60)
+    assert operator.returncode == 0, err
+    (action,) = pending_actions(enrollment)
+    assert action.due_at <= timezone.now(), (action.due_at, action.last_error)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_meeting_a_pause_being_changed_is_held_briefly(tenant, engine_settings):
+    """The tenant row is locked by a change in progress (perhaps a resume): the batch does
+    not wait for it, and holds the send for a few seconds rather than the full re-check."""
+    _, (enrollment,) = campaign_enrolled(
+        tenant, plan=PLAN_ONE_EMAIL, emails=["busy@prospect.example.com"]
+    )
+    controls.tenant_pause(tenant_id=tenant.pk, actor="cli:ops", reason="x")
+    actions_make_due()
+    dsn = processes.test_process_env()["DATABASE_URL"]
+    with psycopg.connect(dsn) as other:
+        other.execute("SELECT 1 FROM tenancy_tenant WHERE id = %s FOR UPDATE", [tenant.pk])
+        sweep_inline()
+    (action,) = pending_actions(enrollment)
+    assert action.last_error == controls.CONTROL_CHANGING
+    assert action.due_at <= timezone.now() + datetime.timedelta(seconds=10)
+    assert engine_settings.messages() == []

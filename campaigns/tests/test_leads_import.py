@@ -154,3 +154,50 @@ def test_an_import_over_the_lead_quota_stops_with_one_line(tmp_path, tenant):
     assert message.startswith("stopped: leads quota reached: this account may hold 2 leads")
     assert message.endswith("(imported 2 leads before it)")
     assert Lead.objects.filter(tenant=tenant).count() == 2
+
+
+def test_a_dry_run_sees_duplicates_across_batches_as_the_real_run_does(tmp_path, tenant):
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        "email\nann@example.com\nbob@example.com\nANN@example.com\ncy@example.com\n",
+        encoding="utf-8",
+    )
+    dry = _run("--tenant", tenant.slug, str(path), "--batch-size", "2", "--dry-run")
+    assert not Lead.objects.filter(tenant=tenant).exists()
+    real = _run("--tenant", tenant.slug, str(path), "--batch-size", "2")
+    assert real.splitlines()[0] == "imported 3 leads, skipped 1 already present, rejected 0 rows"
+    assert dry.splitlines()[0] == real.splitlines()[0].replace("imported", "dry run: would import")
+
+
+def test_a_dry_run_counts_the_lead_quota_across_batches_and_stops_like_the_real_run(
+    tmp_path, tenant
+):
+    from outreach.tenancy.models import Tenant
+
+    Tenant.objects.filter(pk=tenant.pk).update(lead_quota=3)
+    path = tmp_path / "leads.csv"
+    rows = "".join(f"q{n}@example.com\n" for n in range(4))
+    path.write_text("email\nnot-an-email\n" + rows, encoding="utf-8")
+    with pytest.raises(CommandError) as stopped:
+        _run("--tenant", tenant.slug, str(path), "--batch-size", "2", "--dry-run")
+    message = str(stopped.value)
+    assert message.startswith("dry run: would stop: leads quota reached"), message
+    # Batches of 2 valid-looking rows: [bad, q0], [q1, q2], then q3 is the fourth lead.
+    assert message.endswith("(would import 3 leads before it)")
+    assert not Lead.objects.filter(tenant=tenant).exists()
+    # The rows rejected before the stop are reported all the same.
+    report = (tmp_path / "leads.csv.rejects.csv").read_text().splitlines()
+    assert report[1].startswith("2,email: Enter a valid email address")
+
+
+def test_an_import_stopped_by_the_quota_still_writes_the_rejects_file(tmp_path, tenant):
+    from outreach.tenancy.models import Tenant
+
+    Tenant.objects.filter(pk=tenant.pk).update(lead_quota=1)
+    path = tmp_path / "leads.csv"
+    path.write_text("email\nnot-an-email\na@example.com\nb@example.com\n", encoding="utf-8")
+    with pytest.raises(CommandError, match=r"\(imported 0 leads before it\)"):
+        _run("--tenant", tenant.slug, str(path), "--batch-size", "3")
+    report = (tmp_path / "leads.csv.rejects.csv").read_text().splitlines()
+    assert len(report) == 2
+    assert report[1].startswith("2,email: Enter a valid email address")

@@ -25,7 +25,11 @@ from campaigns.tests.engine_support import (
     sweep_inline,
 )
 from messaging.models import InboundMessage, Message, MessageEvent, WebhookReceipt
-from messaging.services.receipts import webhook_receipt_create, webhook_receipt_normalise
+from messaging.services.receipts import (
+    webhook_receipt_create,
+    webhook_receipt_normalise,
+    webhook_receipt_reprocess,
+)
 from messaging.services.review import message_reconcile, message_review_resolve
 from outreach.common.errors import ApplicationError
 from outreach.tenancy.models import AuditEntry
@@ -158,12 +162,31 @@ def test_reconcile_settles_a_needs_review_message_from_an_orphan_event(
     assert _run("messages_reconcile", "--tenant", tenant.slug, "--no-progress").startswith(
         "reconciled 0 of 0"
     )
-    assert message_reconcile(message_id=message.pk) == "settled"
+    assert message_reconcile(tenant_id=tenant.pk, message_id=message.pk) == "settled"
+
+
+def test_reconcile_is_scoped_to_the_tenant(tenant, other_tenant, engine_settings, events_cleanup):
+    _, message = _needs_review(tenant, engine_settings, "mine@prospect.example.com")
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO messaging_messageevent (tenant_id, event_type, occurred_at, received_at,
+                provider_event_id, provider_message_id, email, is_machine_open, is_bot_click,
+                is_synthetic, raw)
+            VALUES (%s, 'delivered', %s, %s, 'orphan-2', 'sg-abc', '', false, false, false, %s)
+            """,
+            [tenant.pk, now, now, json.dumps({"outreach_message_id": str(message.public_id)})],
+        )
+    assert message_reconcile(tenant_id=other_tenant.pk, message_id=message.pk) == "settled"
+    assert Message.objects.get(pk=message.pk).status == Message.Status.NEEDS_REVIEW
+    assert MessageEvent.objects.get(provider_event_id="orphan-2").message_id is None
+    assert message_reconcile(tenant_id=tenant.pk, message_id=message.pk) == "reconciled"
 
 
 def test_reconcile_without_evidence_leaves_the_message_for_review(tenant, engine_settings):
     _, message = _needs_review(tenant, engine_settings, "silent@prospect.example.com")
-    assert message_reconcile(message_id=message.pk) == "no_evidence"
+    assert message_reconcile(tenant_id=tenant.pk, message_id=message.pk) == "no_evidence"
     assert Message.objects.get(pk=message.pk).status == Message.Status.NEEDS_REVIEW
 
 
@@ -304,3 +327,41 @@ def test_lead_erase_bad_input_is_one_line(tenant):
     with pytest.raises(CommandError, match="Lead not found"):
         _run("lead_erase", "--tenant", tenant.slug, "--lead-id", "999999", "--reason", "r")
     assert not InboundMessage.objects.exists()
+
+
+def test_reprocess_skips_erased_receipts_and_tells_held_inbound_from_processed(tenant):
+    from messaging.services.erasure import RECEIPT_ERASED
+    from messaging.services.inbound import INBOUND_DISABLED
+    from messaging.tests.inbound_support import fixture_bytes, raw_mode_post
+    from outreach.tenancy.models import Tenant
+
+    body, content_type = raw_mode_post(fixture_bytes("gmail_reply"))
+    erased = WebhookReceipt.objects.create(
+        tenant=tenant,
+        kind="inbound",
+        body=b"",
+        content_type=content_type,
+        processed_at=timezone.now(),
+        last_error=RECEIPT_ERASED,
+    )
+    held = WebhookReceipt.objects.create(
+        tenant=tenant, kind="inbound", body=body, content_type=content_type
+    )
+    Tenant.objects.filter(pk=tenant.pk).update(inbound_enabled=False)
+    since = (timezone.now() - datetime.timedelta(hours=1)).isoformat()
+
+    line = _run("webhook_receipts_reprocess", "--since", since, "--no-progress")
+
+    assert line == (
+        "re-processed 0 of 1 receipts received "
+        + line.split("receipts received ", 1)[1].split(";")[0]
+        + "; 0 busy (another worker had them), 1 held (inbound is off for its tenant), "
+        "0 failed; 1 erased on request skipped"
+    )
+    erased.refresh_from_db()
+    assert (bytes(erased.body), erased.last_error) == (b"", RECEIPT_ERASED)
+    assert not InboundMessage.objects.filter(receipt=erased).exists()
+    held.refresh_from_db()
+    assert held.last_error == INBOUND_DISABLED
+    assert webhook_receipt_reprocess(receipt_id=erased.pk) == "erased"
+    assert webhook_receipt_reprocess(receipt_id=held.pk) == "held"

@@ -47,6 +47,11 @@ Decisions (documented here because the send path and the campaign engine rely on
 - ``Message.last_event_at`` is the time of the latest event that changed the message
   (status or ids). Repeats that change nothing do not rewrite the row; they are in the
   event table like every other event.
+- An event of an erased lead's message (its ``to_email`` is the erasure's placeholder, read
+  on the message rows loaded anyway) is stored without personal data: no address, payload
+  ``{"erased": true}``, and a suppression only as the keyed hash. ``EventsStored.erased``
+  names the addresses such events carried (duplicates included), so the receipt's body is
+  cleaned in the same transaction (``messaging.services.receipts``).
 """
 
 import datetime
@@ -55,7 +60,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -65,17 +70,19 @@ from django.utils import timezone
 
 from messaging.models import Message
 from messaging.services.engagement import StoredEvent
+from messaging.services.erasure import EMAIL_ERASED_SUFFIX, email_is_erased
 from messaging.webhooks.sendgrid_events import (
     NormalisedEvent,
     clean_text,
     event_key,
     event_normalise,
     jsonb_text,
+    message_ref_of,
 )
 from outreach.tenancy.flags import Flag, tenant_flag_enabled
 from outreach.tenancy.models import TenantAlert
 from suppression.models import Suppression
-from suppression.services import SuppressionEntry, suppression_bulk_add
+from suppression.services import SuppressionEntry, suppression_bulk_add, suppression_hash
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +104,7 @@ MESSAGE_STATUS_RANK: dict[str, int] = {
     Message.Status.COMPLAINED: 83,
 }
 
-_STATUS_FOR_EVENT: dict[str, str] = {
+STATUS_FOR_EVENT: dict[str, str] = {
     "processed": Message.Status.PROCESSED,
     "deferred": Message.Status.DEFERRED,
     "delivered": Message.Status.DELIVERED,
@@ -292,7 +299,7 @@ def _events_insert(
 def _status_of(event: NormalisedEvent) -> str | None:
     if event.is_machine_open or event.is_bot_click:
         return Message.Status.DELIVERED
-    return _STATUS_FOR_EVENT.get(event.event_type)
+    return STATUS_FOR_EVENT.get(event.event_type)
 
 
 def _error_of(event: NormalisedEvent) -> tuple[str, str]:
@@ -434,14 +441,78 @@ def _soft_bounce_repeats(cursor, tenant_id: int, events: list[NormalisedEvent]) 
     return {email for email, count in cursor.fetchall() if count >= threshold}
 
 
-def _suppressions_add(cursor, tenant_id: int, events: list[NormalisedEvent]) -> int:
-    entries: dict[str, SuppressionEntry] = {}
+def _suppression_reason(event: NormalisedEvent) -> str | None:
+    if event.event_type == "dropped":
+        return _SUPPRESSION_FOR_DROP_REASON.get(str(event.raw.get("reason", "")).lower())
+    return _SUPPRESSION_FOR_EVENT.get(event.event_type)
+
+
+def _erased_scrub(
+    events: list[NormalisedEvent], messages: dict[int, _MessageRow]
+) -> tuple[dict[str, str], list[SuppressionEntry]]:
+    """Strip the personal data of events of an erased lead's messages (or carrying an erased
+    placeholder): returns the addresses they carried → the placeholder, and the hashed
+    suppressions they call for. Costs nothing unless the batch touches an erased message."""
+    erased_messages = {
+        mid for mid, row in messages.items() if row.to_email.endswith(EMAIL_ERASED_SUFFIX)
+    }
+    found: dict[str, str] = {}
+    hashed: list[SuppressionEntry] = []
+    for event in events:
+        if event.message_id in erased_messages:
+            placeholder = messages[event.message_id].to_email
+        elif event.message_id is None and event.email.endswith(EMAIL_ERASED_SUFFIX):
+            placeholder = event.email
+        else:
+            continue
+        if event.email and not email_is_erased(event.email):
+            found[event.email] = placeholder
+            reason = _suppression_reason(event)
+            if reason:
+                hashed.append(
+                    SuppressionEntry(
+                        email=suppression_hash(event.email),
+                        reason=reason,
+                        note=f"SendGrid {event.event_type} {event.key} (erased lead)",
+                    )
+                )
+        event.email, event.user_agent, event.raw = "", "", {"erased": True}
+    return found, hashed
+
+
+def _erased_in_duplicates(cursor, tenant_id: int, raws: list[dict[str, Any]]) -> dict[str, str]:
+    """The addresses that repeated events (already stored) carry for erased leads' messages:
+    one query, and only for a batch with repeats, so a redelivered body is cleaned too."""
+    refs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for raw in raws:
+        ref = message_ref_of(raw)
+        if ref is not None:
+            refs[ref].append(raw)
+    if not refs:
+        return {}
+    cursor.execute(
+        "SELECT public_id::text, lower(to_email) FROM messaging_message"
+        " WHERE tenant_id = %s AND public_id = ANY(%b::text[]::uuid[]) AND to_email LIKE %s",
+        [tenant_id, list(refs), "%" + EMAIL_ERASED_SUFFIX],
+        binary=True,
+    )
+    found: dict[str, str] = {}
+    for public_id, placeholder in cursor.fetchall():  # rare: only erased leads' messages
+        for raw in refs[public_id]:
+            email = clean_text(raw.get("email"), 320).strip().lower()
+            if email and not email_is_erased(email):
+                found[email] = placeholder
+    return found
+
+
+def _suppressions_add(
+    cursor, tenant_id: int, events: list[NormalisedEvent], hashed: list[SuppressionEntry]
+) -> int:
+    entries: dict[str, SuppressionEntry] = {entry.email: entry for entry in hashed}
     for event in events:
         if not event.email:
             continue
-        reason = _SUPPRESSION_FOR_EVENT.get(event.event_type)
-        if event.event_type == "dropped":
-            reason = _SUPPRESSION_FOR_DROP_REASON.get(str(event.raw.get("reason", "")).lower())
+        reason = _suppression_reason(event)
         if reason and event.email not in entries:
             entries[event.email] = SuppressionEntry(
                 email=event.email, reason=reason, note=f"SendGrid {event.event_type} {event.key}"
@@ -487,6 +558,8 @@ class EventsStored:
     received: int
     new_event_ids: list[int]
     suppressed: int
+    # Addresses of erased leads the events carried → their placeholder (see the module).
+    erased: dict[str, str] = field(default_factory=dict)
 
 
 def message_events_store(
@@ -511,8 +584,12 @@ def message_events_store(
 
     with server_cursor() as cursor:
         new_keys = _keys_claim(cursor, tenant_id, list(first_by_key))
+        erased: dict[str, str] = {}
+        if len(new_keys) < len(first_by_key):
+            repeats = [raw for key, raw in first_by_key.items() if key not in new_keys]
+            erased = _erased_in_duplicates(cursor, tenant_id, repeats)
         if not new_keys:
-            return EventsStored(len(raw_events), [], 0)
+            return EventsStored(len(raw_events), [], 0, erased)
         events = [
             event_normalise(raw, key=key, received_at=received_at)
             for key, raw in first_by_key.items()
@@ -520,12 +597,14 @@ def message_events_store(
         ]
         messages = _messages_attach(cursor, tenant_id, events)
         _bot_clicks_flag(events, messages)
+        found, hashed = _erased_scrub(events, messages)
+        erased.update(found)
         _events_insert(cursor, tenant_id, receipt_id, received_at, events)
         _messages_update(cursor, events, messages)
         _alerts_raise(tenant_id, events)
         suppressed = 0
         if not shadow_mode:
-            suppressed = _suppressions_add(cursor, tenant_id, events)
+            suppressed = _suppressions_add(cursor, tenant_id, events, hashed)
     if not shadow_mode and tenant_flag_enabled(tenant_id=tenant_id, flag=Flag.EVENT_BRANCHING):
         # Imported here: the campaign engine imports messaging, not the other way round.
         from campaigns.services import transitions
@@ -546,4 +625,4 @@ def message_events_store(
         ]
         if on_campaigns:
             transitions.enrollment_events_apply(tenant_id=tenant_id, events=on_campaigns)
-    return EventsStored(len(raw_events), [event.id for event in events], suppressed)
+    return EventsStored(len(raw_events), [event.id for event in events], suppressed, erased)

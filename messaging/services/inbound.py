@@ -28,6 +28,10 @@ Decisions:
 - In shadow mode (``Tenant.webhook_shadow_mode``), or with the ``event_branching`` flag off,
   replies are stored, matched, classified and evented, but drive no enrollment, like Event
   Webhook events.
+- A reply of an erased lead (to one of its messages, whose address is the erasure's
+  placeholder, or from an address kept only as an erasure's hash) is recorded without
+  personal data: no body, sender, subject or references, and the receipt's body is removed
+  (``RECEIPT_ERASED``). A re-post of a reply erased since is treated the same.
 - With the ``inbound`` flag off the receipt is kept exactly as received and marked processed
   with ``INBOUND_DISABLED`` as its ``last_error``; nothing is parsed or applied until an
   operator re-processes it (``manage.py webhook_receipts_reprocess`` or the admin action).
@@ -48,8 +52,11 @@ from messaging.inbound.classify import HUMAN, Classification, inbound_classify
 from messaging.inbound.match import inbound_message_match
 from messaging.inbound.parse import InboundEmail, InboundParseError, inbound_email_parse
 from messaging.models import InboundMessage, Message, WebhookReceipt
+from messaging.services.erasure import RECEIPT_ERASED, email_is_erased
 from messaging.services.events import MESSAGE_STATUS_RANK
 from outreach.tenancy.flags import tenant_flags_of
+from suppression.models import Suppression
+from suppression.services import suppression_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -206,26 +213,35 @@ def _inbound_record(receipt: WebhookReceipt) -> tuple[InboundMessage | None, str
                 "inbound.duplicate",
                 extra={"tenant_id": tenant_id, "receipt_id": receipt.pk, "of": earlier.pk},
             )
+            if email_is_erased(earlier.from_email) or not earlier.raw_mime:
+                # The reply was erased since: its re-post goes too.
+                _receipt_body_erase(receipt)
+                return None, RECEIPT_ERASED
             return None, ""
 
     match = inbound_message_match(tenant_id=tenant_id, email=email)
     verdict = inbound_classify(email=email, received_at=receipt.received_at)
     message = match.message if match else None
+    erased = _erased_sender(tenant_id=tenant_id, email=email, message=message)
     inbound = InboundMessage.objects.create(
         tenant_id=tenant_id,
         receipt=receipt,
-        raw_mime=email.raw_mime,
-        from_email=email.from_email[:320],
+        raw_mime="" if erased is not None else email.raw_mime,
+        from_email=erased if erased is not None else email.from_email[:320],
         to_email=_recipient(email)[:320],
-        subject=email.subject[:998],
+        subject="" if erased is not None else email.subject[:998],
         message_id_header=email.message_id[:300],
         in_reply_to=" ".join(email.in_reply_to)[:300],
-        references=" ".join(email.references),
+        references="" if erased is not None else " ".join(email.references),
         matched_message=message,
         classification=verdict.kind,
         return_date=verdict.return_date,
         processed_at=timezone.now(),
     )
+    error = ""
+    if erased is not None:
+        _receipt_body_erase(receipt)
+        error = RECEIPT_ERASED
     logger.info(
         "inbound.classified",
         extra={
@@ -237,7 +253,7 @@ def _inbound_record(receipt: WebhookReceipt) -> tuple[InboundMessage | None, str
         },
     )
     if message is None:
-        return inbound, ""
+        return inbound, error
     if verdict.kind == HUMAN:
         occurred_at = _reply_time(email, receipt.received_at)
         _reply_event_record(
@@ -247,7 +263,27 @@ def _inbound_record(receipt: WebhookReceipt) -> tuple[InboundMessage | None, str
     flags = tenant_flags_of(tenant=receipt.tenant)
     if flags.event_branching and not flags.webhook_shadow_mode:
         _engine_notify(tenant_id=tenant_id, inbound=inbound, verdict=verdict)
-    return inbound, ""
+    return inbound, error
+
+
+def _erased_sender(*, tenant_id: int, email: InboundEmail, message: Message | None) -> str | None:
+    """The address to record for a reply of an erased lead (its placeholder, or "" when
+    unknown), or None for anyone else. A reply is one when it answers a message of an erased
+    lead, or comes from a placeholder or from an address the tenant keeps only as an
+    erasure's hash (one query per reply)."""
+    if message is not None and email_is_erased(message.to_email):
+        return message.to_email
+    sender = email.from_email.strip()
+    if not sender:
+        return None
+    if email_is_erased(sender):
+        return sender[:320]
+    hashed = Suppression.objects.filter(tenant_id=tenant_id, email__in=suppression_hashes(sender))
+    return "" if hashed.exists() else None
+
+
+def _receipt_body_erase(receipt: WebhookReceipt) -> None:
+    WebhookReceipt.objects.filter(pk=receipt.pk).update(body=b"", headers={})
 
 
 def _recipient(email: InboundEmail) -> str:
@@ -310,7 +346,7 @@ def _reply_event_record(
                 receipt.received_at,
                 key,
                 message.provider_message_id,
-                inbound.from_email,
+                "" if email_is_erased(inbound.from_email) else inbound.from_email,
                 receipt.pk,
                 json.dumps(
                     {

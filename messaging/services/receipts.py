@@ -16,9 +16,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging.models import WebhookReceipt
+from messaging.services.erasure import RECEIPT_ERASED, address_pattern_bytes
 from messaging.services.events import EventsStored, message_events_store, server_cursor
 from messaging.webhooks.sendgrid_events import json_strict_loads, jsonb_text
 from outreach.metrics import metrics_add
+from outreach.tenancy.audit import audit_record
 from outreach.tenancy.models import TenantAlert
 
 logger = logging.getLogger(__name__)
@@ -108,6 +110,17 @@ def _parse_body(body: bytes) -> list[Any] | None:
     return parsed if isinstance(parsed, list) else None
 
 
+def _body_erase(receipt_id: int, body: bytes, addresses: dict[str, str]) -> None:
+    cleaned = body
+    for email, placeholder in addresses.items():
+        cleaned = address_pattern_bytes(email).sub(placeholder.encode(), cleaned)
+    if cleaned != body:
+        with server_cursor() as cursor:
+            cursor.execute(
+                "UPDATE messaging_webhookreceipt SET body = %b WHERE id = %s", [cleaned, receipt_id]
+            )
+
+
 def webhook_receipt_normalise(*, receipt_id: int) -> EventsStored | None:
     """Process one Event Webhook receipt exactly once; None when there was nothing to do
     (already processed, or another worker holds it right now).
@@ -151,6 +164,8 @@ def webhook_receipt_normalise(*, receipt_id: int) -> EventsStored | None:
                 shadow_mode=shadow_mode,
                 receipt_id=receipt_id,
             )
+            if result.erased:  # events of erased leads: their addresses leave the body too
+                _body_erase(receipt_id, bytes(body), result.erased)
             with connection.cursor() as cursor:
                 cursor.execute(
                     "UPDATE messaging_webhookreceipt SET processed_at = now(), event_count = %s,"
@@ -223,31 +238,57 @@ def webhook_receipts_sweep(
     return processed
 
 
-def webhook_receipt_reprocess(*, receipt_id: int, tenant_id: int | None = None) -> str:
+def webhook_receipt_reprocess(
+    *, receipt_id: int, tenant_id: int | None = None, actor: str = "", reason: str = ""
+) -> str:
     """Process a stored receipt (events or inbound) again, whatever happened to it before:
     the repair for a receipt that failed too often, was stored while the tenant's inbound
-    phase was off, or predates a fix in normalisation. Returns what happened: ``processed``,
-    ``busy`` (another worker holds it right now; it finishes it) or ``not_found``.
+    phase was off, or predates a fix in normalisation. Returns what happened: ``processed``;
+    ``held`` (an inbound reply of a tenant whose inbound phase is still off: stored, not
+    processed); ``erased`` (its body was removed on an erasure request: never processed
+    again); ``busy`` (another worker holds it right now; it finishes it) or ``not_found``.
 
     Idempotent: events are deduplicated on their provider ids and a reply is recorded once
     per receipt, so re-processing adds only what is missing. ``tenant_id`` scopes the
-    lookup (an operator's command may leave it out).
+    lookup (an operator's command may leave it out). With an ``actor`` (the admin action)
+    the attempt and its ``reason`` go to the audit log.
     """
-    from messaging.services.inbound import inbound_receipt_process
+    outcome, owner_id = _reprocess(receipt_id=receipt_id, tenant_id=tenant_id)
+    if actor and owner_id is not None:
+        audit_record(
+            tenant_id=owner_id,
+            actor=actor,
+            action="webhook_receipt.reprocess",
+            target_type="webhook_receipt",
+            target_id=receipt_id,
+            reason=reason,
+            after={"outcome": outcome},
+        )
+    return outcome
 
+
+def _reprocess(*, receipt_id: int, tenant_id: int | None) -> tuple[str, int | None]:
+    from messaging.services.inbound import INBOUND_DISABLED, inbound_receipt_process
+
+    scope = WebhookReceipt.objects.filter(pk=receipt_id)
+    if tenant_id is not None:
+        scope = scope.filter(tenant_id=tenant_id)
     with connection.cursor() as cursor:
         cursor.execute(
             """
             UPDATE messaging_webhookreceipt
             SET processed_at = NULL, attempts = 0, last_error = ''
             WHERE id = %s AND (%s::bigint IS NULL OR tenant_id = %s::bigint)
+              AND last_error <> %s
             RETURNING kind, tenant_id
             """,
-            [receipt_id, tenant_id, tenant_id],
+            [receipt_id, tenant_id, tenant_id, RECEIPT_ERASED],
         )
         row = cursor.fetchone()
     if row is None:
-        return "not_found"
+        erased = scope.filter(last_error=RECEIPT_ERASED).values_list("tenant_id", flat=True)
+        owner = erased.first()
+        return ("erased", owner) if owner is not None else ("not_found", None)
     kind, owner_id = row
     if kind == WebhookReceipt.Kind.EVENTS:
         done = webhook_receipt_normalise(receipt_id=receipt_id)
@@ -257,15 +298,16 @@ def webhook_receipt_reprocess(*, receipt_id: int, tenant_id: int | None = None) 
         done = sms_receipt_process(receipt_id=receipt_id)
     else:
         done = inbound_receipt_process(tenant_id=owner_id, receipt_id=receipt_id)
-        if (
-            done is None
-            and WebhookReceipt.objects.filter(pk=receipt_id, processed_at__isnull=False).exists()
-        ):
-            return "processed"  # processed, nothing new to record (a re-post, or disabled)
+        if done is None:
+            state = scope.values_list("processed_at", "last_error").first()
+            if state and state[0] is not None:
+                # Marked processed without a reply recorded: a re-post of one recorded
+                # before, or still stored unprocessed because inbound is off.
+                return ("held" if state[1] == INBOUND_DISABLED else "processed"), owner_id
     if done is None:
-        return "busy"
+        return "busy", owner_id
     logger.info(
         "webhook.receipt.reprocessed",
         extra={"tenant_id": owner_id, "receipt_id": receipt_id, "kind": kind},
     )
-    return "processed"
+    return "processed", owner_id

@@ -14,19 +14,20 @@ Idempotent: a message that is no longer ``needs_review`` is left alone (``Applic
 says so), and the re-send action's idempotency key is fixed per attempt.
 """
 
-import datetime
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 from django.db import transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest, NullIf
 from django.utils import timezone
 
 from campaigns.models import Enrollment
 from campaigns.services import engine, scheduler
+from campaigns.services.actions import scheduled_send_make_due
 from messaging.models import Message, MessageEvent
-from messaging.services.events import _STATUS_FOR_EVENT, MESSAGE_STATUS_RANK
+from messaging.selectors import MESSAGE_EVENT_WINDOW, message_orphan_events_find
+from messaging.services.events import MESSAGE_STATUS_RANK, STATUS_FOR_EVENT
 from outreach.common.errors import ApplicationError, NotFound
 from outreach.tenancy.audit import audit_record
 
@@ -139,13 +140,18 @@ def _enrollment_resume(
 
 # --------------------------------------------------------------------------- reconcile
 
-# How far around a message's creation its events may be: SendGrid retries for 72 hours.
-_EVENT_WINDOW = (datetime.timedelta(minutes=5), datetime.timedelta(days=4))
 
-
-def message_reconcile(*, message_id: int, dry_run: bool = False, actor: str = "system") -> str:
+def message_reconcile(
+    *,
+    tenant_id: int,
+    message_id: int,
+    dry_run: bool = False,
+    actor: str = "system",
+    orphans: list[dict[str, Any]] | None = None,
+) -> str:
     """Settle a ``sending`` or ``needs_review`` message from webhook events that prove the
-    provider had it. Returns ``reconciled``, ``no_evidence`` or ``settled`` (nothing to do).
+    provider had it. Returns ``reconciled``, ``no_evidence`` or ``settled`` (nothing to do,
+    or no such message of this tenant).
 
     Evidence is the message's own events, or events stored as orphans (no message found at
     the time) that carry its id in ``outreach_message_id``; orphans are attached to it. The
@@ -153,40 +159,55 @@ def message_reconcile(*, message_id: int, dry_run: bool = False, actor: str = "s
     the provider id are filled. A ``needs_review`` message is resolved as sent (its paused
     enrollment goes on, audited); a ``sending`` one's held send action is made due, so the
     send path finishes its bookkeeping without ever sending again. Idempotent.
+
+    ``orphans``: the message's orphan events as ``message_orphan_events_find`` returns them,
+    found for a whole batch of messages at once (the command); left out, they are looked up
+    for this message alone.
     """
     with transaction.atomic():
-        message = Message.objects.select_for_update(of=("self",)).filter(pk=message_id).first()
+        message = (
+            Message.objects.for_tenant(tenant_id)
+            .select_for_update(of=("self",))
+            .filter(pk=message_id)
+            .first()
+        )
         if message is None or message.status not in (
             Message.Status.SENDING,
             Message.Status.NEEDS_REVIEW,
         ):
             return "settled"
-        start, end = message.created_at - _EVENT_WINDOW[0], message.created_at + _EVENT_WINDOW[1]
-        events = list(
-            MessageEvent.objects.filter(
-                Q(message_id=message.pk)
-                | Q(
-                    message_id__isnull=True,
-                    tenant_id=message.tenant_id,
-                    raw__outreach_message_id=str(message.public_id),
-                ),
+        before, after = MESSAGE_EVENT_WINDOW
+        start, end = message.created_at - before, message.created_at + after
+        if orphans is None:
+            orphans = message_orphan_events_find(tenant_id=tenant_id, message_ids=[message.pk]).get(
+                message.pk, []
+            )
+        events = [
+            *MessageEvent.objects.filter(
+                tenant_id=tenant_id,
+                message_id=message.pk,
                 occurred_at__gte=start,
                 occurred_at__lt=end,
-            ).values("id", "occurred_at", "event_type", "provider_message_id", "message_id")
-        )
+            ).values("id", "occurred_at", "event_type", "provider_message_id", "message_id"),
+            *orphans,
+        ]
         if not events:
             return "no_evidence"
         if dry_run:
             transaction.set_rollback(True)
             return "reconciled"
-        orphans = [e["id"] for e in events if e["message_id"] is None]
-        if orphans:
+        orphan_ids = [e["id"] for e in events if e["message_id"] is None]
+        if orphan_ids:
             MessageEvent.objects.filter(
-                id__in=orphans, message_id__isnull=True, occurred_at__gte=start, occurred_at__lt=end
+                tenant_id=tenant_id,
+                id__in=orphan_ids,
+                message_id__isnull=True,
+                occurred_at__gte=start,
+                occurred_at__lt=end,
             ).update(message_id=message.pk, enrollment_id=message.enrollment_id)
         status = Message.Status.ACCEPTED
         for event in events:
-            candidate = _STATUS_FOR_EVENT.get(event["event_type"])
+            candidate = STATUS_FOR_EVENT.get(event["event_type"])
             if candidate and MESSAGE_STATUS_RANK[candidate] > MESSAGE_STATUS_RANK[status]:
                 status = candidate
         if message.status == Message.Status.NEEDS_REVIEW:
@@ -211,14 +232,9 @@ def message_reconcile(*, message_id: int, dry_run: bool = False, actor: str = "s
             updated_at=timezone.now(),
         )
         if message.status == Message.Status.SENDING and message.enrollment_id:
-            from campaigns.models import ScheduledAction
-
-            ScheduledAction.objects.filter(
-                enrollment_id=message.enrollment_id,
-                step_seq=message.step_seq,
-                kind=ScheduledAction.Kind.SEND,
-                status=ScheduledAction.Status.PENDING,
-            ).update(due_at=timezone.now())
+            scheduled_send_make_due(
+                tenant_id=tenant_id, enrollment_id=message.enrollment_id, step_seq=message.step_seq
+            )
     logger.info(
         "message.reconciled",
         extra={"tenant_id": message.tenant_id, "message_id": message.pk, "events": len(events)},

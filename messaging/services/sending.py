@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from campaigns import plans
 from campaigns.models import Campaign, Enrollment, ScheduledAction
+from campaigns.selectors import campaign_status_locked
 from campaigns.services import engine, scheduler, timing
 from campaigns.services.actions import (
     enrollment_wait_until,
@@ -47,6 +48,7 @@ from messaging.providers import (
     provider_email_send,
 )
 from messaging.providers.payload import rfc_message_id_build
+from messaging.selectors import sender_identity_paused_locked
 from messaging.services import ratelimit
 from messaging.services.events import MESSAGE_STATUS_RANK, server_cursor
 from outreach.tenancy import controls
@@ -380,10 +382,25 @@ def _prepare_one(
     tenant: Tenant = enrollment.tenant
     campaign: Campaign = enrollment.campaign
     identity = enrollment.sender_identity
-    stop = controls.sending_stop_reason(tenant=tenant, channel=Message.Channel.EMAIL)
-    if stop is not None:  # a paused tenant, or a kill switch (cached: no query per send)
-        _hold(action_id, attempt, recheck, stop, report)
+    # A paused tenant, or a kill switch (cached: no query per send). A hold is confirmed
+    # under a share lock of the control's row, so a resume committed meanwhile is seen and
+    # one committing now waits for this batch, then releases its holds (controls module).
+    stop = controls.sending_stop_reason(tenant=tenant, channel=Message.Channel.EMAIL, lock=True)
+    if stop is not None:
+        _hold(action_id, attempt, _recheck(stop, recheck, recheck_soon), stop, report)
         return None
+    if campaign.status not in (Campaign.Status.ACTIVE, Campaign.Status.ARCHIVED):
+        status = _confirmed(
+            campaign,
+            lambda: campaign_status_locked(tenant_id=tenant.pk, campaign_id=campaign.pk),
+        )
+        campaign.status = status or campaign.status  # None: being changed, hold briefly
+    if identity.paused:
+        paused = _confirmed(
+            identity,
+            lambda: sender_identity_paused_locked(tenant_id=tenant.pk, identity_id=identity.pk),
+        )
+        identity.paused = paused is not False  # None: being changed, hold briefly
     if campaign.status != Campaign.Status.ACTIVE:
         if campaign.status == Campaign.Status.ARCHIVED:
             engine.enrollment_stop(
@@ -395,10 +412,12 @@ def _prepare_one(
             scheduler.scheduled_action_finish(action_id=action_id, attempt=attempt)
             report.skipped += 1
             return None
-        _hold(action_id, attempt, recheck, f"campaign {campaign.status}", report)
+        reason = f"campaign {campaign.status}"
+        _hold(action_id, attempt, _recheck(campaign, recheck, recheck_soon), reason, report)
         return None
     if identity.paused:
-        _hold(action_id, attempt, recheck, "sender identity paused", report)
+        due = _recheck(identity, recheck, recheck_soon)
+        _hold(action_id, attempt, due, "sender identity paused", report)
         return None
 
     context = timing.LeadTiming(
@@ -458,6 +477,30 @@ def _prepare_one(
             grant_id=f"send:{enrollment.pk}:{action.step_seq}:{next_attempt}",
         ),
     )
+
+
+_CHANGING = "_control_changing"
+
+
+def _confirmed(row, read):
+    """A campaign's status or an identity's ``paused`` as ``read()`` returns it under a
+    share lock (see ``controls.sending_stop_reason``), once per batch: the batch's
+    enrollments share the row's instance, which keeps the answer. None from ``read`` means
+    the row is being changed right now; the instance remembers that, to hold briefly."""
+    if "_control_confirmed" not in row.__dict__:
+        value = read()
+        row.__dict__["_control_confirmed"] = value
+        row.__dict__[_CHANGING] = value is None
+    return row.__dict__["_control_confirmed"]
+
+
+def _recheck(held, recheck: datetime.datetime, soon: datetime.datetime) -> datetime.datetime:
+    """When a send held by a control is looked at again: soon while the control is being
+    changed (it may be a resume), else at the usual re-check (a resume releases it sooner)."""
+    changing = held == controls.CONTROL_CHANGING or (
+        not isinstance(held, str) and held.__dict__.get(_CHANGING, False)
+    )
+    return soon if changing else recheck
 
 
 def _prepare_ready(

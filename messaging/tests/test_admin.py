@@ -193,3 +193,18 @@ def test_a_needs_review_message_is_resolved_from_the_admin(admin_client, worlds)
     assert response.status_code == 302
     message.refresh_from_db()
     assert message.status == "accepted"
+
+
+def test_reprocessing_from_the_admin_is_audited_with_its_reason(admin_client, worlds):
+    from outreach.tenancy.models import AuditEntry
+
+    receipt = worlds[0].receipt
+    _action(admin_client, WebhookReceipt, "reprocess_receipts", [receipt.pk], "after fix #12")
+    entry = AuditEntry.objects.get(action="webhook_receipt.reprocess")
+    assert (entry.actor, entry.reason, entry.target_id, entry.tenant_id) == (
+        "admin:admin",
+        "after fix #12",
+        str(receipt.pk),
+        receipt.tenant_id,
+    )
+    assert entry.after == {"outcome": "processed"}

@@ -117,7 +117,7 @@ def _truthy(value: Any) -> bool:
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def _message_ref(raw: dict[str, Any]) -> str | None:
+def message_ref_of(raw: dict[str, Any]) -> str | None:
     """Our message id as the canonical text of a UUID (how we wrote it into ``custom_args``),
     or None when it is missing or not a UUID."""
     value = raw.get(CUSTOM_ARG_MESSAGE_ID)
@@ -185,7 +185,7 @@ def event_normalise(
         provider_message_id=sg_message_id,
         sg_prefix=sg_message_id.split(".", 1)[0],
         smtp_id=clean_text(raw.get("smtp-id"), 300),
-        message_ref=_message_ref(raw),
+        message_ref=message_ref_of(raw),
         is_machine_open=event_type == "open" and _truthy(raw.get("sg_machine_open")),
         user_agent=clean_text(raw.get("useragent"), 1000),
         raw=raw,

@@ -15,6 +15,9 @@ from outreach.common.errors import ApplicationError
 
 # Below this the exact count is cheap enough; above it the planner's estimate is shown.
 EXACT_COUNT_LIMIT = 50_000
+# A reason action changes (and audits) its rows one by one, and its confirmation page lists
+# them: "select all" on a table of millions is refused beyond this many rows.
+REASON_ACTION_MAX_ROWS = 1000
 
 
 class EstimatedCountPaginator(Paginator):
@@ -76,18 +79,44 @@ def admin_actor(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
 
 
+def permission_check(permission: str) -> Callable[..., bool]:
+    """A ``has_<name>_permission`` method for a ModelAdmin, so that an action declaring
+    ``allowed_permissions = ("<name>",)`` is offered (and run) only for users holding
+    ``permission`` (``"app_label.codename"``)."""
+
+    def check(self: admin.ModelAdmin, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(permission)
+
+    return check
+
+
 def reason_action(
     *,
     name: str,
     description: str,
     explanation: str,
     apply: Callable[[HttpRequest, Any, str], object],
+    permission: str,
 ) -> Callable:
     """An admin action that asks why first (an intermediate page), then calls
     ``apply(request, row, reason)`` for each selected row, each on its own: a refusal
-    (``ApplicationError``) of one row is reported and the others go on."""
+    (``ApplicationError``) of one row is reported and the others go on.
+
+    ``permission`` is the action's ``allowed_permissions`` entry: ``"change"``, or a custom
+    one the ModelAdmin answers with ``has_<permission>_permission`` (``permission_check``).
+    Django neither lists nor runs the action for a user without it, so a staff user who
+    may only look cannot pause, release or resolve anything."""
 
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Any):
+        bound = REASON_ACTION_MAX_ROWS
+        if len(queryset.values_list("pk", flat=True)[: bound + 1]) > bound:
+            modeladmin.message_user(
+                request,
+                f"{description}: you selected more than {bound} rows. Narrow the list with "
+                "its filters or search first (each row is changed and audited on its own).",
+                messages.ERROR,
+            )
+            return None
         reason = (request.POST.get("reason") or "").strip()
         error = ""
         if "apply" in request.POST:
@@ -121,4 +150,4 @@ def reason_action(
         )
 
     action.__name__ = name
-    return admin.action(description=description)(action)
+    return admin.action(description=description, permissions=[permission])(action)

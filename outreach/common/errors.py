@@ -43,13 +43,13 @@ class NotFound(ApplicationError):
         super().__init__(message, code)
 
 
-def _flatten(detail: Any, path: str = "") -> dict[str, list[str]]:
+def errors_flatten(detail: Any, path: str = "") -> dict[str, list[str]]:
     """Turn DRF's nested error detail into ``{"items/3/email": ["reason"]}``."""
     out: dict[str, list[str]] = {}
     if isinstance(detail, dict):
         for key, value in detail.items():
             sub = f"{path}/{key}" if path else str(key)
-            for k, v in _flatten(value, sub).items():
+            for k, v in errors_flatten(value, sub).items():
                 out.setdefault(k, []).extend(v)
     elif isinstance(detail, list):
         if all(not isinstance(item, (dict, list)) for item in detail):
@@ -59,7 +59,7 @@ def _flatten(detail: Any, path: str = "") -> dict[str, list[str]]:
                 if not item:
                     continue
                 sub = f"{path}/{index}" if path else str(index)
-                for k, v in _flatten(item, sub).items():
+                for k, v in errors_flatten(item, sub).items():
                     out.setdefault(k, []).extend(v)
     else:
         out.setdefault(path or "non_field_errors", []).append(str(detail))
@@ -89,7 +89,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        fields = _flatten(exc.detail)
+        fields = errors_flatten(exc.detail)
         first_path, first_reasons = next(iter(fields.items()))
         message = f"{first_path}: {first_reasons[0]}"
         response.data = _body("invalid", message, fields)

@@ -4,6 +4,7 @@ Local defaults work on a developer machine with PostgreSQL and Redis on 127.0.0.
 configuration at all; ``outreach.settings.production`` refuses to start without its secrets.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -25,6 +26,21 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_networks(name: str) -> list[str]:
+    """Comma-separated CIDRs, each checked now: a typo refuses to start with one line
+    (``SystemExit`` prints just it) rather than failing every request that reads it."""
+    networks = env_list(name)
+    for value in networks:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise SystemExit(
+                f"{name}: {value!r} is not a network; expected CIDRs such as 10.0.0.0/8, "
+                "comma-separated"
+            ) from None
+    return networks
+
+
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
@@ -35,6 +51,13 @@ PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rst
 # Fernet keys for secrets at rest (tenant SendGrid API keys). Comma-separated; the first
 # encrypts, all decrypt, so a key is rotated by prepending a new one.
 ENCRYPTION_KEYS = env_list("OUTREACH_ENCRYPTION_KEYS")
+
+# HMAC keys of the suppressions an erasure keeps (suppression.services.suppression_hash):
+# without the key, the stored hash of an erased address cannot be confirmed by guessing
+# addresses. Comma-separated; the first hashes new entries, all are matched at send time, so
+# a key is rotated by prepending a new one (never drop one while entries hashed with it
+# remain, or those people could be mailed again).
+SUPPRESSION_HASH_KEYS = env_list("OUTREACH_SUPPRESSION_HASH_KEYS")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -131,7 +154,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # /metrics (outreach.metrics): a bearer token and/or the networks a scraper comes from.
 # Production refuses to serve metrics with neither set.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
-METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS")
+# Behind a proxy or load balancer REMOTE_ADDR is the proxy's address, so only the token
+# protects /metrics there (docs/operations.md).
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS")
 METRICS_REQUIRE_PROTECTION = env_bool("METRICS_REQUIRE_PROTECTION", False)
 # /readyz fails when beat's every-second sweep last ran longer ago than this.
 READINESS_BEAT_MAX_AGE_SECONDS = int(os.environ.get("READINESS_BEAT_MAX_AGE_SECONDS", "30"))

@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import ENCRYPTION_KEYS, PUBLIC_BASE_URL, SECRET_KEY, env_bool
+from .base import ENCRYPTION_KEYS, PUBLIC_BASE_URL, SECRET_KEY, SUPPRESSION_HASH_KEYS, env_bool
 
 DEBUG = False
 
@@ -12,6 +12,7 @@ _missing = [
     for name, value in (
         ("DJANGO_SECRET_KEY", SECRET_KEY),
         ("OUTREACH_ENCRYPTION_KEYS", ENCRYPTION_KEYS),
+        ("OUTREACH_SUPPRESSION_HASH_KEYS", SUPPRESSION_HASH_KEYS),
     )
     if not value
 ]

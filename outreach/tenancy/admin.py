@@ -9,7 +9,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
-from outreach.common.admin_utils import ReadOnlyAdmin, admin_actor, reason_action
+from outreach.common.admin_utils import (
+    ReadOnlyAdmin,
+    admin_actor,
+    permission_check,
+    reason_action,
+)
 from outreach.common.errors import ApplicationError
 from outreach.tenancy import controls, selectors
 from outreach.tenancy.controls import CONTROL_COLUMNS
@@ -19,6 +24,9 @@ from outreach.tenancy.services import (
     tenant_webhook_urls,
     webhook_public_key_clean,
 )
+
+# Written only through ``controls.tenant_controls_update`` (audited), never by a form save.
+CONTROLLED = frozenset({*CONTROL_COLUMNS, "paused_by"})
 
 
 class TenantForm(forms.ModelForm):
@@ -61,6 +69,18 @@ class TenantForm(forms.ModelForm):
             "postal_address",
             "webhook_public_key",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The values the page was loaded with travel back with it (hidden inputs), so a
+        # control changed elsewhere since (the tenant paused itself through the API) is not
+        # mistaken for the operator's change and undone. A post without them (a script)
+        # is compared with the stored row, as Django does by default.
+        for name in CONTROL_COLUMNS:
+            if name in self.fields and (
+                not self.is_bound or self.add_initial_prefix(name) in self.data
+            ):
+                self.fields[name].show_hidden_initial = True
 
     def control_changes(self) -> dict[str, Any]:
         """The status, flag and quota values this form changes (audited, via the service)."""
@@ -147,6 +167,7 @@ class TenantAdmin(admin.ModelAdmin):
     ]
     search_fields = ["name", "slug"]
     readonly_fields = [
+        "paused_by",
         "public_id",
         "health_link",
         "sendgrid_key",
@@ -161,16 +182,18 @@ class TenantAdmin(admin.ModelAdmin):
             explanation="From the next send on, every due send of these tenants waits; "
             "nothing is dropped.",
             apply=_tenant_pause,
+            permission="operate_controls",
         ),
         reason_action(
             name="resume_tenants",
             description="Resume sending of the selected tenants",
             explanation="The sends their pause held become due at once.",
             apply=_tenant_resume,
+            permission="operate_controls",
         ),
     ]
     fieldsets = [
-        (None, {"fields": ["name", "slug", "status", "public_id", "health_link"]}),
+        (None, {"fields": ["name", "slug", "status", "paused_by", "public_id", "health_link"]}),
         (
             "Feature flags",
             {
@@ -202,15 +225,33 @@ class TenantAdmin(admin.ModelAdmin):
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
 
+    has_operate_controls_permission = permission_check("tenancy.operate_controls")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        """Status, flags and quotas are shown, not editable, without ``operate_controls``."""
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not self.has_operate_controls_permission(request):
+            fields += [name for name in CONTROL_COLUMNS if name not in fields]
+        return fields
+
     def save_model(self, request: HttpRequest, obj: Tenant, form: TenantForm, change: bool) -> None:
         """Control changes go through the service (audited, resumes release held sends);
-        the rest of the form is saved as usual, in the same transaction."""
-        changes = form.control_changes() if change else {}
-        if changes:
-            stored = Tenant.objects.filter(pk=obj.pk).values(*changes).get()
-            for name, value in stored.items():
-                setattr(obj, name, value)
-        super().save_model(request, obj, form, change)
+        the rest of the form is saved in the same transaction, without the control columns:
+        the row the form was built on may be stale, and writing every column would silently
+        undo a pause (or a flag, a quota) changed meanwhile through the API or a command."""
+        if not change:
+            if obj.status == Tenant.Status.PAUSED:
+                obj.paused_by = Tenant.PausedBy.OPERATOR  # created paused, by an operator
+            super().save_model(request, obj, form, change)
+            return
+        columns = {field.name for field in Tenant._meta.concrete_fields}
+        written = [name for name in form.fields if name in columns and name not in CONTROLLED]
+        if form.cleaned_data.get("new_sendgrid_api_key") or form.cleaned_data.get(
+            "clear_sendgrid_api_key"
+        ):
+            written += ["sendgrid_api_key_encrypted", "sendgrid_api_key_last4"]
+        obj.save(update_fields=[*written, "updated_at"])
+        changes = form.control_changes()
         if changes:
             controls.tenant_controls_update(
                 tenant_id=obj.pk,
@@ -218,7 +259,7 @@ class TenantAdmin(admin.ModelAdmin):
                 actor=admin_actor(request),
                 reason=form.cleaned_data.get("change_reason", ""),
             )
-            obj.refresh_from_db()
+        obj.refresh_from_db()
 
     def get_urls(self) -> list:
         urls = super().get_urls()
@@ -353,14 +394,17 @@ class KillSwitchAdmin(ReadOnlyAdmin):
             explanation="Every due send on these channels, of every tenant, waits from the "
             "next batch on (within a second everywhere). Nothing is dropped.",
             apply=_switch_engage,
+            permission="operate_killswitch",
         ),
         reason_action(
             name="release_kill_switch",
             description="Release: let the selected channels send again",
             explanation="The sends the kill switch held become due at once.",
             apply=_switch_release,
+            permission="operate_killswitch",
         ),
     ]
+    has_operate_killswitch_permission = permission_check("tenancy.operate_killswitch")
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None):
         KillSwitch.objects.bulk_create(

@@ -1,7 +1,7 @@
 """``/api/v1/tenant/`` (the caller's own controls and health) and ``/api/v1/audit-log/``.
 
-Interfaces only. A tenant may pause and resume itself; flags, quotas and the platform's
-kill switches are the operator's (admin, ``manage.py tenant_control``) and only shown here.
+Interfaces only. A tenant may pause itself and lift its own pause (not the operator's);
+flags, quotas and the platform's kill switches are the operator's (admin, ``manage.py tenant_control``) and only shown here.
 """
 
 from drf_spectacular.types import OpenApiTypes
@@ -20,6 +20,7 @@ from outreach.common.serializers import ErrorSerializer
 from outreach.common.views import path_id
 from outreach.tenancy import controls, selectors
 from outreach.tenancy.audit import actor_for_api_key
+from outreach.tenancy.models import Tenant
 from outreach.tenancy.serializers import (
     AuditEntrySerializer,
     AuditFilterSerializer,
@@ -83,7 +84,12 @@ class _TenantStatusView(APIView):
     def post(self, request: Request) -> Response:
         reason = request_reason(request)
         change = controls.tenant_pause if self.pause else controls.tenant_resume
-        change(tenant_id=request.tenant.id, actor=request_actor(request), reason=reason)
+        change(
+            tenant_id=request.tenant.id,
+            actor=request_actor(request),
+            reason=reason,
+            by=Tenant.PausedBy.TENANT,
+        )
         return Response(
             TenantControlsSerializer(
                 selectors.tenant_controls_get(tenant_id=request.tenant.id)
@@ -111,10 +117,17 @@ class TenantResumeView(_TenantStatusView):
 
     @extend_schema(
         summary="Resume sending of the account",
-        description="The sends the pause held become due at once. Audited.",
+        description="The sends the pause held become due at once. Audited. Only the "
+        "account's own pause can be lifted here: a pause by the platform operator answers 409.",
         tags=TAGS,
         request=ReasonSerializer,
-        responses={200: TenantControlsSerializer, **ERRORS},
+        responses={
+            200: TenantControlsSerializer,
+            **ERRORS,
+            409: OpenApiResponse(
+                ErrorSerializer, description="Paused by the platform operator (paused_by_operator)."
+            ),
+        },
     )
     def post(self, request: Request) -> Response:
         return super().post(request)

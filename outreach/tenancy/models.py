@@ -16,10 +16,18 @@ class Tenant(models.Model):
         ACTIVE = "active"
         PAUSED = "paused"
 
+    class PausedBy(models.TextChoices):
+        OPERATOR = "operator"
+        TENANT = "tenant"
+
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Who paused: the tenant may lift its own pause through the API, never the operator's.
+    paused_by = models.CharField(
+        max_length=16, choices=PausedBy.choices, blank=True, default="", editable=False
+    )
 
     # Feature flags: per-tenant rollout of each phase, read through outreach.tenancy.flags.
     campaigns_enabled = models.BooleanField(
@@ -82,9 +90,17 @@ class Tenant(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("operate_controls", "Can pause and resume tenants and change their flags and quotas")
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=["active", "paused"]), name="tenant_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="active", paused_by="")
+                | models.Q(status="paused", paused_by__in=["operator", "tenant"]),
+                name="tenant_paused_by_matches_status",
             ),
         ]
 
@@ -203,6 +219,7 @@ class KillSwitch(models.Model):
         verbose_name = "sending kill switch"
         verbose_name_plural = "sending kill switches"
         ordering = ["channel"]
+        permissions = [("operate_killswitch", "Can engage and release the sending kill switch")]
 
     def __str__(self) -> str:
         state = "ENGAGED" if self.engaged else "released"

@@ -53,6 +53,7 @@ def tenant_controls_get(*, tenant_id: int) -> dict[str, Any]:
         "name": tenant.name,
         "slug": tenant.slug,
         "status": tenant.status,
+        "paused_by": tenant.paused_by,
         "flags": tenant_flags_of(tenant=tenant).as_dict(),
         "quotas": {
             "daily_send_quota": tenant.daily_send_quota,

@@ -52,6 +52,11 @@ class TenantControlsSerializer(serializers.Serializer):
     name = serializers.CharField()
     slug = serializers.CharField()
     status = serializers.CharField(help_text="active or paused")
+    paused_by = serializers.CharField(
+        allow_blank=True,
+        help_text="Who paused: 'tenant' (this account; it may resume) or 'operator' (the "
+        "platform; only the operator can resume). Empty while active.",
+    )
     flags = FlagsSerializer()
     quotas = QuotasSerializer()
     usage = UsageSerializer()

@@ -7,15 +7,17 @@ an interrupted import can simply be run again: rows already imported are skipped
 "already exists". Rows are numbered as a spreadsheet shows them (the header is row 1).
 
 Every rejected row is written with its reasons to a report file (``--rejects``, by default
-``<file>.rejects.csv`` beside the CSV) whenever there is one. ``--dry-run`` checks every row
-(validation, duplicates, the lead quota) and rolls each batch back: nothing is stored. Over
-the tenant's lead quota the import stops with one line; the batches before it are kept and a
-second run skips them.
+``<file>.rejects.csv`` beside the CSV) whenever there is one, also when the import stops.
+``--dry-run`` checks every row (validation, duplicates, the lead quota) in one transaction
+rolled back at the end, so it reports what the real run would, duplicates across batches
+and the quota over all of them included: nothing is stored. Over the tenant's lead quota
+the import stops with one line; the batches before it are kept and a second run skips them.
 """
 
 import csv
 import sys
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,8 @@ from tqdm import tqdm
 
 from campaigns.models import Lead
 from campaigns.serializers import LeadInputSerializer
-from campaigns.services.leads import LEAD_INPUT_FIELDS, lead_bulk_create
-from outreach.common.errors import _flatten as flatten_errors
+from campaigns.services.leads import LEAD_INPUT_FIELDS, lead_bulk_create, leads_dry_run
+from outreach.common.errors import errors_flatten as flatten_errors
 from outreach.tenancy.models import Tenant
 from outreach.tenancy.quotas import QuotaExceeded
 
@@ -89,10 +91,15 @@ class Command(BaseCommand):
         if len(delimiter) != 1:
             raise CommandError("--delimiter must be a single character")
         path = Path(options["path"])
+        rejects = Path(options["rejects"] or f"{path}.rejects.csv")
         total = _count_lines(path)
+        dry_run = options["dry_run"]
 
         try:
-            with path.open(newline="", encoding="utf-8-sig") as handle:
+            with (
+                path.open(newline="", encoding="utf-8-sig") as handle,
+                leads_dry_run() if dry_run else nullcontext(),
+            ):
                 reader = csv.reader(handle, delimiter=delimiter)
                 columns = _header(next(reader, None), path)
                 ignored = [name for name in columns if name in IGNORED_COLUMNS]
@@ -119,13 +126,21 @@ class Command(BaseCommand):
             raise CommandError(f"{path} is not a readable CSV file: {exc}") from None
 
         except QuotaExceeded as exc:
+            rejected = sorted(exc.summary.rejected, key=lambda item: item.row)
+            if rejected:
+                _write_rejects(rejects, rejected)
+                self.stderr.write(f"rows rejected before it and their reasons: {rejects}")
+            if dry_run:
+                raise CommandError(
+                    f"dry run: would stop: {exc.message} "
+                    f"(would import {exc.summary.imported} leads before it)"
+                ) from None
             raise CommandError(
-                f"stopped: {exc.message} (imported {exc.imported} leads before it)"
+                f"stopped: {exc.message} (imported {exc.summary.imported} leads before it)"
             ) from None
 
-        self._report(summary, show=options["show"], dry_run=options["dry_run"])
+        self._report(summary, show=options["show"], dry_run=dry_run)
         if summary.rejected:
-            rejects = Path(options["rejects"] or f"{path}.rejects.csv")
             _write_rejects(rejects, summary.rejected)
             self.stdout.write(f"rejected rows and their reasons: {rejects}")
 
@@ -148,7 +163,11 @@ class Command(BaseCommand):
             try:
                 result = lead_bulk_create(tenant_id=tenant_id, rows=batch, dry_run=dry_run)
             except QuotaExceeded as exc:
-                exc.imported = summary.imported
+                # What was done before it, and the batch's own invalid rows: the rejects
+                # file is written all the same.
+                for row, errors in getattr(exc, "row_errors", {}).items():
+                    summary.rejected.append(Rejected(row, _reasons(errors)))
+                exc.summary = summary
                 raise
             summary.imported += len(result.created)
             summary.skipped += sum(1 for skip in result.skipped if skip.duplicate_of is None)

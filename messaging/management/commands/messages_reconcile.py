@@ -11,10 +11,16 @@ import datetime
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from messaging.selectors import messages_needs_review, messages_stuck_sending
+from messaging.selectors import (
+    message_orphan_events_find,
+    messages_needs_review,
+    messages_stuck_sending,
+)
 from messaging.services.review import message_reconcile
 from outreach.common.commands import tenant_resolve
 from outreach.tenancy.audit import actor_for_cli
+
+BATCH = 500
 
 
 class Command(BaseCommand):
@@ -40,10 +46,10 @@ class Command(BaseCommand):
         ids = sorted(
             set(
                 messages_stuck_sending(tenant_id=tenant_id, older_than=older).values_list(
-                    "id", flat=True
+                    "tenant_id", "id"
                 )
             )
-            | set(messages_needs_review(tenant_id=tenant_id).values_list("id", flat=True))
+            | set(messages_needs_review(tenant_id=tenant_id).values_list("tenant_id", "id"))
         )
         outcomes = {"reconciled": 0, "no_evidence": 0, "settled": 0}
         actor = actor_for_cli(actor=options["actor"])
@@ -53,12 +59,24 @@ class Command(BaseCommand):
             disable=options["no_progress"] or None,
             file=self.stderr._out,
         ) as bar:
-            for message_id in ids:
-                outcome = message_reconcile(
-                    message_id=message_id, dry_run=options["dry_run"], actor=actor
-                )
-                outcomes[outcome] += 1
-                bar.update(1)
+            for start in range(0, len(ids), BATCH):
+                batch = ids[start : start + BATCH]
+                # The orphan events of a whole batch in one scan (per tenant), not one each.
+                orphans: dict[int, list] = {}
+                for owner in {owner for owner, _ in batch}:
+                    orphans |= message_orphan_events_find(
+                        tenant_id=owner, message_ids=[pk for t, pk in batch if t == owner]
+                    )
+                for owner, message_id in batch:
+                    outcome = message_reconcile(
+                        tenant_id=owner,
+                        message_id=message_id,
+                        dry_run=options["dry_run"],
+                        actor=actor,
+                        orphans=orphans.get(message_id, []),
+                    )
+                    outcomes[outcome] += 1
+                    bar.update(1)
         prefix = "dry run: would reconcile" if options["dry_run"] else "reconciled"
         self.stdout.write(
             f"{prefix} {outcomes['reconciled']} of {len(ids)} messages with an unknown outcome; "

@@ -3,8 +3,10 @@
 Re-normalise the stored webhook receipts (Event Webhook and Inbound Parse) received in a
 time range: after a normalisation fix, for receipts that failed too often, or for inbound
 mail stored while a tenant's inbound phase was off. Idempotent: events are deduplicated on
-their provider ids and a reply is recorded once, so a second run adds nothing. Progress bar
-on stderr, one summary line on stdout.
+their provider ids and a reply is recorded once, so a second run adds nothing. Receipts
+whose body an erasure removed are skipped; inbound mail of a tenant whose inbound phase is
+still off stays stored and is counted as held, not processed. Progress bar on stderr, one
+summary line on stdout.
 """
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -12,6 +14,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from messaging.models import WebhookReceipt
+from messaging.services.erasure import RECEIPT_ERASED
 from messaging.services.receipts import webhook_receipt_reprocess
 from outreach.common.commands import moment_parse, tenant_resolve
 
@@ -50,12 +53,15 @@ class Command(BaseCommand):
             receipts = receipts.filter(kind=options["kind"])
         if options["unprocessed_only"]:
             receipts = receipts.filter(processed_at__isnull=True)
+        erased = receipts.filter(last_error=RECEIPT_ERASED).count()
+        receipts = receipts.exclude(last_error=RECEIPT_ERASED)
         ids = list(receipts.order_by("received_at", "id").values_list("id", "tenant_id"))
         scope = f"{len(ids)} receipts received {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC"
+        skipped = f"; {erased} erased on request skipped" if erased else ""
         if options["dry_run"]:
-            self.stdout.write(f"dry run: would re-process {scope}")
+            self.stdout.write(f"dry run: would re-process {scope}{skipped}")
             return
-        outcomes = {"processed": 0, "busy": 0, "not_found": 0, "failed": 0}
+        outcomes = dict.fromkeys(("processed", "held", "erased", "busy", "not_found", "failed"), 0)
         with tqdm(
             total=len(ids),
             unit="receipt",
@@ -70,9 +76,14 @@ class Command(BaseCommand):
                     self.stderr.write(f"receipt {receipt_id}: {type(exc).__name__}: {exc}")
                 outcomes[outcome] += 1
                 bar.update(1)
+        erased += outcomes["erased"]  # erased while this run went on
+        skipped = f"; {erased} erased on request skipped" if erased else ""
+        held = (
+            f"{outcomes['held']} held (inbound is off for its tenant), " if outcomes["held"] else ""
+        )
         self.stdout.write(
             f"re-processed {outcomes['processed']} of {scope}; {outcomes['busy']} busy "
-            f"(another worker had them), {outcomes['failed']} failed"
+            f"(another worker had them), {held}{outcomes['failed']} failed{skipped}"
         )
         if outcomes["failed"]:
             raise CommandError(f"{outcomes['failed']} receipts failed: see their last_error")

@@ -1,10 +1,17 @@
 """Tenant admin: secrets never shown, keys replaced encrypted; every tenancy page loads."""
 
+import re
+
 import pytest
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from campaigns.models import Campaign
+from messaging.models import Message, SenderIdentity, WebhookReceipt
 from outreach.common.crypto import secret_decrypt
+from outreach.tenancy import controls
 from outreach.tenancy.models import AuditEntry, KillSwitch, Tenant, TenantAlert, TenantAPIKey
 from outreach.tenancy.services import sendgrid_key_fields
 from outreach.testing.world import world_build
@@ -209,3 +216,169 @@ def test_the_tenant_health_page_shows_the_figures(admin_client, tenant):
     ):
         assert label in text
     assert admin_client.get(reverse("admin:tenancy_tenant_health", args=[99999])).status_code == 404
+
+
+# --- who may act: a staff user who may only look changes nothing ------------------------------
+
+# action → (model, the permission it needs besides seeing the list)
+ACTIONS = {
+    "pause_tenants": (Tenant, "tenancy.operate_controls"),
+    "resume_tenants": (Tenant, "tenancy.operate_controls"),
+    "engage_kill_switch": (KillSwitch, "tenancy.operate_killswitch"),
+    "release_kill_switch": (KillSwitch, "tenancy.operate_killswitch"),
+    "resolve_review_sent": (Message, "messaging.resolve_review"),
+    "resolve_review_not_sent": (Message, "messaging.resolve_review"),
+    "reprocess_receipts": (WebhookReceipt, "messaging.reprocess_receipt"),
+    "pause_identities": (SenderIdentity, "messaging.change_senderidentity"),
+    "resume_identities": (SenderIdentity, "messaging.change_senderidentity"),
+    "pause_campaigns": (Campaign, "campaigns.change_campaign"),
+    "resume_campaigns": (Campaign, "campaigns.change_campaign"),
+}
+
+
+def _staff_client(client, *permissions: str):
+    user = get_user_model().objects.create_user("viewer", "viewer@example.com", "pw", is_staff=True)
+    for model in {model for model, _ in ACTIONS.values()}:
+        codename = f"view_{model._meta.model_name}"
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=model._meta.app_label, codename=codename)
+        )
+    for permission in permissions:
+        app_label, codename = permission.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    client.force_login(user)
+    return client
+
+
+def _state(world) -> dict:
+    world.tenant.refresh_from_db()
+    return {
+        "tenant": world.tenant.status,
+        "switches": list(KillSwitch.objects.filter(engaged=True).values_list("channel", flat=True)),
+        "message": Message.objects.get(pk=world.message.pk).status,
+        "receipt": WebhookReceipt.objects.get(pk=world.receipt.pk).processed_at,
+        "identity": SenderIdentity.objects.get(pk=world.identity.pk).paused,
+        "campaign": Campaign.objects.get(pk=world.campaign.pk).status,
+        "audit": AuditEntry.objects.count(),
+    }
+
+
+def _target(world, model):
+    if model is KillSwitch:
+        return KillSwitch.objects.get_or_create(channel="all")[0].pk
+    attribute = {Tenant: "tenant", WebhookReceipt: "receipt", SenderIdentity: "identity"}
+    return getattr(world, attribute.get(model, model._meta.model_name)).pk
+
+
+@pytest.mark.parametrize("action", list(ACTIONS))
+def test_a_view_only_staff_user_cannot_run_control_actions(client, tenant, action):
+    world = world_build(tenant=tenant)
+    Message.objects.filter(pk=world.message.pk).update(status="needs_review", status_rank=1)
+    KillSwitch.objects.filter(channel="all").update(engaged=True, reason="incident")
+    model, permission = ACTIONS[action]
+    viewer = _staff_client(client)
+    page = viewer.get(_url(model, "changelist"))
+    assert page.status_code == 200
+    assert f'value="{action}"' not in page.content.decode()
+    before = _state(world)
+    response = _action(viewer, model, action, [_target(world, model)], "trying")
+    assert response.status_code in (200, 302)
+    assert _state(world) == before
+    # Given the action's permission, the same user is offered it.
+    app_label, codename = permission.split(".")
+    user = get_user_model().objects.get(username="viewer")
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label=app_label, codename=codename)
+    )
+    assert f'value="{action}"' in viewer.get(_url(model, "changelist")).content.decode()
+
+
+def test_with_the_permission_a_staff_user_runs_the_action(client, tenant):
+    world = world_build(tenant=tenant)
+    viewer = _staff_client(client, "tenancy.operate_controls", "tenancy.operate_killswitch")
+    assert 'value="pause_tenants"' in viewer.get(_url(Tenant, "changelist")).content.decode()
+    _action(viewer, Tenant, "pause_tenants", [tenant.pk], "abuse report")
+    _action(viewer, KillSwitch, "engage_kill_switch", [_target(world, KillSwitch)], "incident")
+    assert _state(world)["tenant"] == "paused"
+    assert _state(world)["switches"] == ["all"]
+
+
+def test_without_operate_controls_the_tenant_form_shows_the_controls_read_only(client, tenant):
+    user = get_user_model().objects.create_user("editor", "e@example.com", "pw", is_staff=True)
+    for codename in ("view_tenant", "change_tenant"):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client.force_login(user)
+    change = _url(Tenant, "change", tenant.pk)
+    response = client.post(
+        change, _tenant_form(tenant, status="paused", lead_quota=5, change_reason="sneaky")
+    )
+    assert response.status_code == 302
+    tenant.refresh_from_db()
+    assert (tenant.status, tenant.lead_quota) == ("active", None)
+    assert not AuditEntry.objects.exists()
+
+
+# --- the tenant form never undoes a control change made meanwhile -----------------------------
+
+
+def test_saving_the_tenant_form_keeps_a_pause_made_while_it_was_saved(rf, admin_user, tenant):
+    """The API pauses between the change view loading the tenant and saving it."""
+    model_admin = admin.site._registry[Tenant]
+    request = rf.post("/")
+    request.user = admin_user
+    loaded = Tenant.objects.get(pk=tenant.pk)
+    form = model_admin.get_form(request, loaded)(
+        data=_tenant_form(tenant, name="Renamed"), instance=loaded
+    )
+    assert form.is_valid(), form.errors
+    controls.tenant_pause(tenant_id=tenant.pk, actor="api-key:abc", by="tenant")
+    model_admin.save_model(request, form.save(commit=False), form, change=True)
+    tenant.refresh_from_db()
+    assert (tenant.name, tenant.status, tenant.paused_by) == ("Renamed", "paused", "tenant")
+
+
+def test_a_form_loaded_before_a_pause_does_not_resume_it_on_save(admin_client, tenant):
+    change = _url(Tenant, "change", tenant.pk)
+    page = admin_client.get(change).content.decode()
+    # What the browser sends back: the values shown, and (hidden) the values loaded.
+    shown = dict(re.findall(r'name="(initial-[\w]+)" value="([^"]*)"', page))
+    controls.tenant_pause(tenant_id=tenant.pk, actor="api-key:abc", reason="ours", by="tenant")
+    response = admin_client.post(
+        change, {**_tenant_form(tenant, lead_quota=50, change_reason="more leads"), **shown}
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    tenant.refresh_from_db()
+    assert (tenant.status, tenant.lead_quota) == ("paused", 50)
+    assert list(AuditEntry.objects.order_by("id").values_list("action", "actor")) == [
+        ("tenant.pause", "api-key:abc"),
+        ("tenant.quotas", "admin:admin"),
+    ]
+
+
+def test_a_reason_action_over_too_many_rows_is_refused(admin_client, tenant, monkeypatch):
+    """'Select all' on a table of millions would page through them all, one audited change
+    at a time: above the bound, the action asks to narrow the list first."""
+    from outreach.common import admin_utils
+    from outreach.testing.factories import TenantFactory
+
+    monkeypatch.setattr(admin_utils, "REASON_ACTION_MAX_ROWS", 2)
+    TenantFactory.create_batch(2)
+    data = {
+        "action": "pause_tenants",
+        "_selected_action": [tenant.pk],
+        "select_across": "1",
+        "apply": "1",
+        "reason": "everyone",
+    }
+    response = admin_client.post(_url(Tenant, "changelist"), data, follow=True)
+    assert response.status_code == 200
+    shown = [str(m) for m in response.context["messages"]]
+    assert any("more than 2 rows" in m for m in shown), shown
+    assert not Tenant.objects.filter(status="paused").exists()
+    assert not AuditEntry.objects.exists()
+    # Within the bound it goes on as usual.
+    data.update(select_across="0", _selected_action=[tenant.pk])
+    admin_client.post(_url(Tenant, "changelist"), data)
+    assert list(Tenant.objects.filter(status="paused")) == [tenant]

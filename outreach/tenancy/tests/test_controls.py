@@ -48,10 +48,42 @@ def test_pause_and_resume_through_the_api_are_audited_with_who_and_why(api, tena
     pause = entries[1]
     assert pause["actor"].startswith("api-key:")
     assert pause["reason"] == "customer asked"
-    assert (pause["before"], pause["after"]) == ({"status": "active"}, {"status": "paused"})
+    assert (pause["before"], pause["after"]) == (
+        {"status": "active", "paused_by": ""},
+        {"status": "paused", "paused_by": "tenant"},
+    )
     assert api.get(f"/api/v1/audit-log/{pause['id']}/").json()["id"] == pause["id"]
     filtered = api.get("/api/v1/audit-log/", {"action": "tenant.pause"}).json()["results"]
     assert [e["id"] for e in filtered] == [pause["id"]]
+
+
+def test_a_tenant_cannot_resume_a_pause_the_operator_made(api, tenant):
+    controls.tenant_pause(tenant_id=tenant.pk, actor="cli:ops", reason="abuse report #7")
+
+    response = api.post("/api/v1/tenant/resume/", {"reason": "we want to send"}, format="json")
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert error["code"] == "paused_by_operator"
+    assert "paused by the platform operator" in error["message"]
+    tenant.refresh_from_db()
+    assert (tenant.status, tenant.paused_by) == ("paused", "operator")
+    # Pausing again does not make the operator's pause the tenant's own.
+    assert api.post("/api/v1/tenant/pause/").json()["paused_by"] == "operator"
+    assert api.post("/api/v1/tenant/resume/").status_code == 409
+
+    controls.tenant_resume(tenant_id=tenant.pk, actor="cli:ops", reason="resolved")
+    assert api.get("/api/v1/tenant/").json()["paused_by"] == ""
+    # Its own pause, the tenant may lift; an operator's pause on top of it takes it over.
+    assert api.post("/api/v1/tenant/pause/").json()["paused_by"] == "tenant"
+    assert api.post("/api/v1/tenant/resume/").json()["status"] == "active"
+    api.post("/api/v1/tenant/pause/")
+    controls.tenant_pause(tenant_id=tenant.pk, actor="admin:ops", reason="taking over")
+    assert api.post("/api/v1/tenant/resume/").status_code == 409
+    actions = list(
+        AuditEntry.objects.filter(tenant=tenant).order_by("id").values_list("action", flat=True)
+    )
+    # The last: the tenant's own pause, then the operator's taking it over.
+    assert actions == [*["tenant.pause", "tenant.resume"] * 2, "tenant.pause", "tenant.pause"]
 
 
 def test_another_tenants_audit_entries_are_invisible(api_client_for, tenant, other_tenant):

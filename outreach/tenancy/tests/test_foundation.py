@@ -138,7 +138,8 @@ def _manage(args: list[str], **env: str) -> subprocess.CompletedProcess:
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"DJANGO_SECRET_KEY", "OUTREACH_ENCRYPTION_KEYS"}
+        if k
+        not in {"DJANGO_SECRET_KEY", "OUTREACH_ENCRYPTION_KEYS", "OUTREACH_SUPPRESSION_HASH_KEYS"}
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -152,7 +153,10 @@ def _manage(args: list[str], **env: str) -> subprocess.CompletedProcess:
 def test_production_settings_refuse_to_start_without_their_secrets():
     done = _manage(["check", "--settings=outreach.settings.production"])
     assert done.returncode != 0
-    assert "missing required setting(s): DJANGO_SECRET_KEY, OUTREACH_ENCRYPTION_KEYS" in done.stderr
+    assert (
+        "missing required setting(s): DJANGO_SECRET_KEY, OUTREACH_ENCRYPTION_KEYS, "
+        "OUTREACH_SUPPRESSION_HASH_KEYS" in done.stderr
+    )
 
 
 def test_production_settings_pass_the_deployment_checklist():
@@ -162,6 +166,7 @@ def test_production_settings_pass_the_deployment_checklist():
         ["check", "--deploy", "--fail-level", "WARNING", "--settings=outreach.settings.production"],
         DJANGO_SECRET_KEY="x" * 20 + uuid.uuid4().hex + uuid.uuid4().hex,
         OUTREACH_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        OUTREACH_SUPPRESSION_HASH_KEYS=uuid.uuid4().hex,
         PUBLIC_BASE_URL="https://outreach.example.com",
         ALLOWED_HOSTS="outreach.example.com",
     )

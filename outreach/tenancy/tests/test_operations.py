@@ -2,6 +2,9 @@
 commands (one line on success, one line and a non-zero exit on bad input)."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 import zipfile
 from io import StringIO
@@ -105,6 +108,31 @@ def test_in_production_metrics_need_a_token_or_an_allowed_network(client, settin
     assert client.get("/metrics").status_code == 200
 
 
+def test_a_non_ascii_authorization_header_is_refused_not_an_error(client, settings):
+    settings.METRICS_REQUIRE_PROTECTION = True
+    settings.METRICS_TOKEN = "s3cret-token"
+    settings.METRICS_ALLOWED_NETWORKS = []
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cr\u00e9t-t\u00f6ken")
+    assert response.status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
+
+
+@pytest.mark.parametrize("networks", ["10.0.0.0/33", "10.0.0.0/8,not-a-network"])
+def test_a_malformed_metrics_network_refuses_to_start_with_one_line(networks):
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        env={**os.environ, "METRICS_ALLOWED_NETWORKS": networks},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("METRICS_ALLOWED_NETWORKS: "), lines[0]
+    assert "expected CIDRs such as 10.0.0.0/8" in lines[0]
+
+
 def test_a_failing_source_is_reported_not_fatal(client, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     values = _scrape(client)
@@ -181,6 +209,20 @@ def test_tenant_control_dry_run_changes_nothing(tenant):
     line = _run("tenant_control", "--tenant", tenant.slug, "--pause", "--reason", "x", "--dry-run")
     assert line == f"dry run: tenant {tenant.slug}: status active → paused"
     assert Tenant.objects.get(pk=tenant.pk).status == "active"
+    assert not AuditEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("quota", "message"),
+    [
+        ("daily_send_quota=none", "daily_send_quota: expected a whole number"),
+        ("lead_quota=99999999999", "lead_quota: expected a number from 0 to 2147483647"),
+    ],
+)
+def test_tenant_control_dry_run_refuses_what_the_real_run_refuses(tenant, quota, message):
+    for dry in ([], ["--dry-run"]):
+        with pytest.raises(CommandError, match=message):
+            _run("tenant_control", "--tenant", tenant.slug, "--quota", quota, "--reason", "x", *dry)
     assert not AuditEntry.objects.exists()
 
 

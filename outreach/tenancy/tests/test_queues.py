@@ -105,7 +105,15 @@ def test_the_project_declares_each_queue_with_its_own_exchange_and_routing_key()
     ],
 )
 def test_a_task_lands_in_its_own_queue_only(rabbit_app, task, queue):
-    rabbit_app.send_task(task, args=[])
+    """Published through the exchange and routing key its route's queue is bound with, as
+    any AMQP client that follows the declared bindings does. (``send_task`` alone cannot
+    tell: Celery publishes a routed task to the default exchange with the queue's *name* as
+    key, which reaches that queue whatever the bindings, so it passed with the bug.)"""
+    declared = rabbit_app.amqp.router.route({}, task)["queue"]
+    assert declared.name == f"{rabbit_app.prefix}{queue}"
+    rabbit_app.send_task(
+        task, args=[], exchange=declared.exchange.name, routing_key=declared.routing_key
+    )
     depths = _settled_depths(rabbit_app, 1)
     assert depths == {name: int(name == queue) for name in QUEUE_NAMES}
 

@@ -60,18 +60,21 @@ class Command(BaseCommand):
         current = {key: getattr(tenant, key) for key in changes}
         differs = {key: value for key, value in changes.items() if current[key] != value}
         summary = ", ".join(f"{key} {current[key]} → {value}" for key, value in differs.items())
-        if options["dry_run"]:
-            self.stdout.write(f"dry run: tenant {tenant.slug}: {summary or 'nothing would change'}")
-            return
         try:
+            # A dry run goes through the same checks (and rolls back), so it refuses
+            # exactly what the real run would.
             tenant_controls_update(
                 tenant_id=tenant.pk,
                 changes=changes,
                 actor=actor_for_cli(actor=options["actor"]),
                 reason=options["reason"],
+                dry_run=options["dry_run"],
             )
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
+        if options["dry_run"]:
+            self.stdout.write(f"dry run: tenant {tenant.slug}: {summary or 'nothing would change'}")
+            return
         self.stdout.write(f"tenant {tenant.slug}: {summary or 'already so, nothing changed'}")
 
     def _changes(self, options: dict) -> dict:

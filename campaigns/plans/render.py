@@ -49,7 +49,7 @@ def _variants(step: Mapping, step_name: str | None) -> list[dict]:
     return [dict(v) for v in usable]
 
 
-def _parsed(text: object, pointer: str) -> ParsedTemplate:
+def template_parsed(text: object, pointer: str) -> ParsedTemplate:
     parsed = template_parse(text if isinstance(text, str) else "")
     if parsed.problems:
         raise ApplicationError(
@@ -60,14 +60,14 @@ def _parsed(text: object, pointer: str) -> ParsedTemplate:
     return parsed
 
 
-def _merge_values(lead: Mapping, sender: Mapping, unsubscribe_url: str) -> dict[str, object]:
+def merge_values(lead: Mapping, sender: Mapping, unsubscribe_url: str) -> dict[str, object]:
     values: dict[str, object] = {f"lead.{key}": lead.get(key) for key in _LEAD_FIELDS}
     values.update({f"sender.{key}": sender.get(key) for key in _SENDER_FIELDS})
     values["unsubscribe_url"] = unsubscribe_url
     return values
 
 
-def _custom_fields(lead: Mapping) -> Mapping | None:
+def merge_custom_fields(lead: Mapping) -> Mapping | None:
     # The Lead model calls them custom_fields; templates call them lead.custom.<key>.
     custom = lead.get("custom_fields", lead.get("custom"))
     return custom if isinstance(custom, Mapping) else None
@@ -86,7 +86,7 @@ def _subject(
     seen: frozenset[str] = frozenset(),
 ) -> str:
     if "subject" in variant:
-        parsed = _parsed(variant["subject"], pointer)
+        parsed = template_parsed(variant["subject"], pointer)
         return template_render(parsed, values=values, custom=custom, single_line=True).strip()
     thread = step.get("thread_with")
     if not isinstance(thread, str) or thread in seen or thread == step_name:
@@ -150,8 +150,8 @@ def plan_render_step(
         )
     index = matching[0]
     variant = variants[index]
-    values = _merge_values(lead, sender, unsubscribe_url)
-    custom = _custom_fields(lead)
+    values = merge_values(lead, sender, unsubscribe_url)
+    custom = merge_custom_fields(lead)
     base = f"/steps/{step_name}/variants/{index}"
 
     subject = _subject(
@@ -165,11 +165,11 @@ def plan_render_step(
         thread_subject=thread_subject,
     )
     text = template_render(
-        _parsed(variant.get("text"), f"{base}/text"), values=values, custom=custom
+        template_parsed(variant.get("text"), f"{base}/text"), values=values, custom=custom
     )
     html = None
     if isinstance(variant.get("html"), str):
-        parsed_html = _parsed(variant["html"], f"{base}/html")
+        parsed_html = template_parsed(variant["html"], f"{base}/html")
         html = template_render(parsed_html, values=values, custom=custom, as_html=True)
     return RenderedEmail(subject=subject, text=text, html=html)
 

@@ -11,7 +11,7 @@ once split. Carriers bill each segment, so validation and preview show the count
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from campaigns.plans.render import _custom_fields, _merge_values, _parsed
+from campaigns.plans.render import merge_custom_fields, merge_values, template_parsed
 from campaigns.plans.spec import SMS_SEGMENT_WARNING
 from campaigns.plans.template import Field, template_parse, template_render
 from outreach.common.errors import ApplicationError
@@ -79,7 +79,7 @@ def plan_render_sms(*, plan: Mapping, step_name: str, lead: Mapping, sender: Map
             code="not_an_sms_step",
             extra={"step": [f'"{step_name}" is not an SMS step']},
         )
-    values = _merge_values(lead, sender, "")
+    values = merge_values(lead, sender, "")
     values["lead.phone"] = lead.get("phone")
-    parsed = _parsed(step.get("body"), f"/steps/{step_name}/body")
-    return template_render(parsed, values=values, custom=_custom_fields(lead)).strip()
+    parsed = template_parsed(step.get("body"), f"/steps/{step_name}/body")
+    return template_render(parsed, values=values, custom=merge_custom_fields(lead)).strip()

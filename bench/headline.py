@@ -85,6 +85,13 @@ def migrate(database: str) -> None:
     )
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def ratio(value: float, peer: float | None) -> str:
     return f"{value / peer:.1f}x" if peer else "-"
 
@@ -232,8 +239,8 @@ def main() -> int:
                 "",
                 f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; the run took "
                 f"{time.perf_counter() - started:.0f} s.",
-                f"- Machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()},"
-                f" Python {platform.python_version()}; PostgreSQL, Redis, the workers, the"
+                f"- Machine: {os.cpu_count()} CPUs, {cpu_model()}, Python"
+                f" {platform.python_version()}; PostgreSQL, Redis, the workers, the"
                 " sweeper, gunicorn and the emulator all on this machine, loopback only.",
                 f"- Command: `python bench/headline.py` (`make bench`). Load average at start:"
                 f" {load_at_start}.",
@@ -252,9 +259,9 @@ def main() -> int:
         if START in text:
             head, rest = text.split(START, 1)
             text = head + section + rest.split(END, 1)[1]
-        else:
-            first, rest = text.split("\n\n", 1)
-            text = first + "\n\n" + section + "\n\n" + rest
+        else:  # first section, after the page's introduction
+            head, rest = text.split("<!-- ", 1)
+            text = head + section + "\n\n<!-- " + rest
         DOC.write_text(text)
     print(json.dumps(figures))
     return 0

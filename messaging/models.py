@@ -6,7 +6,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
-from outreach.common.models import TenantOwned
+from outreach.common.models import TenantOwned, tenant_key
 
 
 def _weekdays() -> list[int]:
@@ -22,6 +22,7 @@ class SenderIdentity(TenantOwned):
         VERIFIED = "verified"
         FAILED = "failed"
 
+    tenant = tenant_key(db_index=False)  # leads identity_from_unique_per_tenant
     from_name = models.CharField(max_length=200)
     from_email = models.CharField(max_length=320)
     reply_to = models.CharField(max_length=320, blank=True, default="")
@@ -107,11 +108,9 @@ class Message(TenantOwned):
         UNSUBSCRIBED = "unsubscribed"
 
     # Indexes are few on purpose: every event that moves a message rewrites each of them.
-    # tenant_id and enrollment_id lead other indexes (message_tenant_*_idx and
+    # tenant_id and enrollment_id lead other indexes (message_tenant_created_idx and
     # message_once_per_step_attempt), so they get none of their own.
-    tenant = models.ForeignKey(
-        "tenancy.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    tenant = tenant_key(db_index=False)
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.EMAIL)
     sender_identity = models.ForeignKey(
@@ -187,7 +186,8 @@ class Message(TenantOwned):
             models.Index(
                 fields=["updated_at"], condition=Q(status="sending"), name="message_sending_idx"
             ),
-            models.Index(fields=["tenant", "lead"], name="message_tenant_lead_idx"),
+            # The tenant's messages by time: analytics recounts and backfills, and the
+            # tenant's deletion. (A lead's messages use the lead_id index.)
             models.Index(fields=["tenant", "created_at"], name="message_tenant_created_idx"),
         ]
 
@@ -248,8 +248,12 @@ class MessageEvent(models.Model):
 
 
 class MessageEventKey(TenantOwned):
-    """Dedup ledger for provider event ids: ``INSERT … ON CONFLICT DO NOTHING RETURNING``."""
+    """Dedup ledger for provider event ids: ``INSERT … ON CONFLICT DO NOTHING RETURNING``.
 
+    Keys older than ``EVENT_DEDUP_KEY_DAYS`` are deleted by the retention job (SendGrid
+    retries for 24 hours), so the table holds weeks of keys, not all of history."""
+
+    tenant = tenant_key(db_index=False)  # leads eventkey_unique_per_tenant
     provider_event_id = models.CharField(max_length=255)
     first_seen_at = models.DateTimeField(auto_now_add=True)
 
@@ -341,6 +345,7 @@ class InboundMessage(TenantOwned):
 class EmailVerdict(TenantOwned):
     """Cached validation verdict for one address (SendGrid's Email Validation API or local)."""
 
+    tenant = tenant_key(db_index=False)  # leads verdict_unique_per_tenant
     email = models.CharField(max_length=320)
     verdict = models.CharField(max_length=16)
     score = models.FloatField(null=True, blank=True)

@@ -197,3 +197,10 @@ def suppression_one_click_apply(*, tenant_id: int, email: str, message_public_id
         source=Suppression.Source.ONE_CLICK,
         note=note,
     )
+
+
+def suppressions_tenant_delete(*, tenant_id: int) -> int:
+    """A deleted tenant's own suppressions (the global list is not the tenant's: it stays)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM suppression_suppression WHERE tenant_id = %s", [tenant_id])
+        return cursor.rowcount

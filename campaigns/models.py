@@ -70,6 +70,10 @@ class Lead(TenantOwned):
             models.Index(fields=["tenant", "company"], name="lead_tenant_company_idx"),
             # The created_after / created_before filters.
             models.Index(fields=["tenant", "created_at"], name="lead_tenant_created_idx"),
+            # The leads API pages newest first (cursor on -id): the tenant's leads in that
+            # order, so a page, or a search whose matches are rare, never walks the primary
+            # key back through every other tenant's leads.
+            models.Index(fields=["tenant", "-id"], name="lead_tenant_id_idx"),
             # Word search (``q``): tenant_id (btree_gin) and trigrams of search_text in one
             # index, so the tenant's matches are found without reading other tenants'.
             GinIndex(

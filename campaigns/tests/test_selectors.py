@@ -78,7 +78,9 @@ def test_lead_search_can_read_the_tenant_trigram_index(tenant):
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no deferred checks pending
         cursor.execute("ALTER TABLE campaigns_lead DROP CONSTRAINT lead_email_unique_per_tenant")
-        cursor.execute("DROP INDEX lead_tenant_company_idx, lead_tenant_created_idx")
+        cursor.execute(
+            "DROP INDEX lead_tenant_company_idx, lead_tenant_created_idx, lead_tenant_id_idx"
+        )
         cursor.execute("SET LOCAL enable_seqscan = off")
         sql, params = queryset.query.sql_with_params()
         cursor.execute("EXPLAIN " + sql, params)

@@ -22,21 +22,26 @@ def message_events_for_transitions(
     message_step_seq, enrollment_id)`` for events on campaign messages, oldest first.
 
     ``occurred_range`` (the first and last ``occurred_at`` of these events) lets Postgres
-    read only the monthly partitions that can hold them instead of probing every one."""
+    read only the monthly partitions that can hold them instead of probing every one.
+
+    The ids drive the query (each one looked up by primary key): filtered out of the
+    tenant's events of that time range instead, a busy tenant's window of events would be
+    read and thrown away, more of them the bigger the tenant."""
     low, high = occurred_range or (_EPOCH, _FAR_FUTURE)
     with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT e.id, e.event_type, e.occurred_at, e.is_machine_open, e.is_bot_click,
                    m.id, m.step_seq, m.enrollment_id
-            FROM messaging_messageevent e
+            FROM unnest(%s::bigint[]) AS wanted(id)
+            JOIN messaging_messageevent e ON e.id = wanted.id
             JOIN messaging_message m ON m.id = e.message_id AND m.tenant_id = e.tenant_id
-            WHERE e.tenant_id = %s AND e.id = ANY(%s) AND m.enrollment_id IS NOT NULL
+            WHERE e.tenant_id = %s AND m.enrollment_id IS NOT NULL
               AND e.event_type = ANY(%s)
               AND e.occurred_at >= %s AND e.occurred_at <= %s
             ORDER BY e.occurred_at, e.id
             """,
-            [tenant_id, event_ids, event_types, low, high],
+            [event_ids, tenant_id, event_types, low, high],
         )
         return cursor.fetchall()
 

@@ -1,5 +1,7 @@
 import datetime
+import os
 import secrets
+import time
 import uuid
 
 from django.contrib.postgres.fields import ArrayField
@@ -76,8 +78,27 @@ class SenderIdentity(TenantOwned):
         return f"{self.from_name} <{self.from_email}>"
 
 
+# Keys of the send ledger's unique indexes are made to sort by time: rows written together
+# then land on the index's newest pages. A random key lands on a random page of an index that
+# outgrows memory (one cache miss per send, and again per status change, since those are not
+# HOT updates), which measurably slowed the send path at 7M messages.
+
+
+def message_public_id() -> uuid.UUID:
+    """A version 7 UUID (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits."""
+    millis = time.time_ns() // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    value = (millis & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((random_bits >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= random_bits & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
 def _reply_token() -> str:
-    return secrets.token_urlsafe(12)
+    """The time in hex (8 characters), then 96 random bits (16 URL-safe characters)."""
+    return f"{int(time.time()):08x}{secrets.token_urlsafe(12)}"
 
 
 class Message(TenantOwned):
@@ -111,7 +132,7 @@ class Message(TenantOwned):
     # tenant_id and enrollment_id lead other indexes (message_tenant_created_idx and
     # message_once_per_step_attempt), so they get none of their own.
     tenant = tenant_key(db_index=False)
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(default=message_public_id, unique=True, editable=False)
     channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.EMAIL)
     sender_identity = models.ForeignKey(
         SenderIdentity, on_delete=models.PROTECT, related_name="messages"

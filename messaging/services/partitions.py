@@ -271,13 +271,13 @@ def _tenant_events_expire(
                 cursor.execute(
                     """
                     DELETE FROM messaging_messageevent
-                    WHERE tenant_id = %s AND (id, occurred_at) IN (
-                        SELECT id, occurred_at FROM messaging_messageevent
-                        WHERE tenant_id = %s AND occurred_at < %s
-                        LIMIT %s
-                    )
+                    WHERE tenant_id = %(tenant)s AND occurred_at < %(cutoff)s
+                      AND id = ANY(ARRAY(
+                        SELECT id FROM messaging_messageevent
+                        WHERE tenant_id = %(tenant)s AND occurred_at < %(cutoff)s
+                        LIMIT %(batch)s))
                     """,
-                    [tenant_id, tenant_id, cutoff, batch],
+                    {"tenant": tenant_id, "cutoff": cutoff, "batch": batch},
                 )
                 deleted += cursor.rowcount
             if cursor.rowcount < batch:

@@ -12,9 +12,11 @@ def rows_delete_batched(*, table: str, where: str, params: dict, batch: int = 10
     outer statement so that, when ``where`` names the tenant, the whole statement stays on one
     tenant (one shard, on Citus). Returns the rows deleted. An interrupted run leaves whole
     batches done; running it again finishes."""
+    # The ids come back as an array looked up by primary key: joined to a subquery instead,
+    # the planner may scan the whole table for the outer condition.
     statement = sql.SQL(
         "DELETE FROM {table} WHERE {where}"
-        " AND id IN (SELECT id FROM {table} WHERE {where} LIMIT %(batch)s)"
+        " AND id = ANY(ARRAY(SELECT id FROM {table} WHERE {where} LIMIT %(batch)s))"
     ).format(table=sql.Identifier(table), where=sql.SQL(where))
     deleted = 0
     while True:

@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import random
+import threading
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -69,8 +70,7 @@ from outreach.synthetic.journeys import (
 )
 from outreach.synthetic.writes import (
     LEAD_COLUMNS,
-    EventExpander,
-    chunk_write,
+    ChunkWriters,
     copy_rows,
     ids_reserve,
     session_tune,
@@ -359,13 +359,13 @@ def synthetic_load(
     allow_existing: bool = False,
     progress: Progress | None = None,
     views_refresh: bool = True,
-    jobs: int = 2,
+    jobs: int = 3,
 ) -> SyntheticReport:
     """Build the data set ``spec`` describes (see the module docstring). Refuses bad specs
     and databases holding real tenants (``allow_existing`` to add to them anyway).
     ``views_refresh=False`` leaves the dashboard's daily views to beat (they cover every
-    tenant, so on a big database the refresh is minutes). ``jobs`` connections expand the
-    events, beside the one that copies the journeys."""
+    tenant, so on a big database the refresh is minutes). ``jobs`` connections write chunks
+    of journeys at once."""
     synthetic_spec_check(spec=spec)
     synthetic_database_check(spec=spec, allow_existing=allow_existing)
     progress = progress or _NoProgress()
@@ -422,21 +422,18 @@ def synthetic_load(
             rng=rng,
         )
         progress.start("events", spec.events, "event")
-        expander = EventExpander(
+        writers = ChunkWriters(
             conninfo=conninfo, cutoff=moment(journeys.key_cutoff), progress=progress, jobs=jobs
         )
-        expander.start()
+        refresher = _Refresher()
+        writers.start()
+        refresher.start()
         try:
             for day in range(len(seeds.lead)):
-                chunk = journeys.chunk(seeds, day)
-                table = chunk_write(conn, chunk, day)
-                progress.advance(len(chunk.events))
-                if table:
-                    expander.submit(table, chunk.bulk_events)
-                if day % 10 == 9:
-                    _analytics_catch_up()
+                writers.submit(journeys.chunk(seeds, day))
         finally:
-            expander.finish()
+            writers.finish()
+            refresher.finish()
     _analytics_drain()
     if views_refresh:
         analytics_views_refresh()
@@ -461,12 +458,27 @@ def synthetic_load(
     return report
 
 
-def _analytics_catch_up() -> None:
-    """Apply the deltas queued so far and vacuum the queues: a bulk load writes and deletes
-    millions of delta rows, which would otherwise stay behind as dead space."""
-    analytics_refresh(budget_seconds=60)
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM analytics_hourlydelta, analytics_journeydelta")
+class _Refresher(threading.Thread):
+    """Applies the queued analytics deltas while the load runs, and vacuums the queues: a
+    bulk load writes and deletes millions of delta rows, which would otherwise stay behind as
+    dead space."""
+
+    def __init__(self) -> None:
+        super().__init__(name="synthetic-refresher", daemon=True)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.done.wait(20):
+                analytics_refresh(budget_seconds=30)
+                with connection.cursor() as cursor:
+                    cursor.execute("VACUUM analytics_hourlydelta, analytics_journeydelta")
+        finally:
+            connection.close()
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join()
 
 
 def _analytics_drain() -> None:
@@ -479,5 +491,8 @@ def _analytics_drain() -> None:
                 " OR EXISTS (SELECT 1 FROM analytics_journeydelta)"
             )
             if not cursor.fetchone()[0]:
+                # The queues are empty now, but a load leaves their tables full of dead
+                # space that every later scan of them would read: compact them (a moment).
+                cursor.execute("VACUUM FULL analytics_hourlydelta, analytics_journeydelta")
                 return
         time.sleep(0.5)

@@ -7,7 +7,6 @@ import contextlib
 import datetime as dt
 import queue
 import threading
-import uuid
 
 import psycopg
 from psycopg import sql
@@ -83,8 +82,10 @@ PLAN_COLUMNS = words(
     "click_first click_last"
 )
 
+# Each writer's own plan table (temporary: no WAL, private to the session).
+PLAN = "synthetic_plan"
 PLAN_TABLE = """
-CREATE UNLOGGED TABLE {plan} (
+CREATE TEMPORARY TABLE {plan} (
     message_id bigint, tenant_id bigint, enrollment_id bigint, email text,
     provider_message_id text, sent_at timestamptz, processed boolean, n_deferred int,
     delivered_at timestamptz, n_machine int, n_bot int, n_open int, open_first timestamptz,
@@ -144,7 +145,7 @@ SESSION = (
     "SET wal_compression = on",
     "SET work_mem = '64MB'",
 )
-# The expander's statements insert 100k+ events; the analytics trigger joins them to their
+# The expansion statements insert 100k+ events; the analytics trigger joins them to their
 # messages, and for that many rows the planner would hash the whole message table (which
 # grows with the load) instead of looking each message up.
 EXPANDER_SESSION = ("SET enable_hashjoin = off", "SET enable_mergejoin = off")
@@ -157,9 +158,10 @@ def session_tune(conn: psycopg.Connection, extra: tuple[str, ...] = ()) -> None:
             conn.execute(statement)
 
 
-class EventExpander:
-    """``jobs`` connections of their own expand each chunk's plan rows into events, while the
-    loader's thread generates and copies the next chunks."""
+class ChunkWriters:
+    """``jobs`` connections, each writing whole chunks: the journeys by COPY, the plan rows
+    into a temporary table, then their expansion into events, in one transaction per chunk.
+    The loader's thread only generates chunks; PostgreSQL works on ``jobs`` chunks at once."""
 
     def __init__(
         self, *, conninfo: dict, cutoff: dt.datetime, progress: Progress, jobs: int
@@ -168,7 +170,7 @@ class EventExpander:
         self.conninfo, self.cutoff, self.progress = conninfo, cutoff, progress
         self.error: BaseException | None = None
         self.threads = [
-            threading.Thread(target=self._run, name=f"synthetic-expander-{n}", daemon=True)
+            threading.Thread(target=self._run, name=f"synthetic-writer-{n}", daemon=True)
             for n in range(jobs)
         ]
 
@@ -180,28 +182,23 @@ class EventExpander:
         try:
             with psycopg.connect(**self.conninfo, autocommit=True) as conn:
                 session_tune(conn, EXPANDER_SESSION)
+                conn.execute(sql.SQL(PLAN_TABLE).format(plan=sql.Identifier(PLAN)))
                 while True:
-                    job = self.queue.get()
-                    if job is None:
+                    chunk = self.queue.get()
+                    if chunk is None:
                         return
-                    table, events = job
-                    with conn.transaction():
-                        conn.execute(
-                            sql.SQL(EXPAND).format(plan=sql.Identifier(table)),
-                            {"cutoff": self.cutoff},
-                        )
-                        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
-                    self.progress.advance(events)
+                    chunk_write(conn, chunk, cutoff=self.cutoff)
+                    self.progress.advance(len(chunk.events) + chunk.bulk_events)
         except BaseException as exc:  # re-raised by the loader's thread
             self.error = exc
             while True:  # keep draining so the producer never blocks on a dead consumer
                 if self.queue.get() is None:
                     return
 
-    def submit(self, table: str, events: int) -> None:
+    def submit(self, chunk: Chunk) -> None:
         if self.error is not None:
             raise self.error
-        self.queue.put((table, events))
+        self.queue.put(chunk)
 
     def finish(self) -> None:
         """Wait for every chunk submitted; re-raise the first error of any connection."""
@@ -213,10 +210,9 @@ class EventExpander:
             raise self.error
 
 
-def chunk_write(conn: psycopg.Connection, chunk: Chunk, day: int) -> str | None:
-    """COPY one day's journeys in one transaction, parents first; returns the plan table the
-    expander turns into the bulk of the events (None when there is nothing to expand)."""
-    table = None
+def chunk_write(conn: psycopg.Connection, chunk: Chunk, *, cutoff: dt.datetime) -> None:
+    """One day's journeys in one transaction, parents first, then the bulk of their events
+    expanded from the plan rows (``EXPAND``)."""
     with conn.transaction(), conn.cursor() as cursor:
         copy_rows(cursor, "campaigns_enrollment", ENROLLMENT_COLUMNS, chunk.enrollments)
         copy_rows(cursor, "messaging_message", MESSAGE_COLUMNS, chunk.messages)
@@ -227,7 +223,6 @@ def chunk_write(conn: psycopg.Connection, chunk: Chunk, day: int) -> str | None:
         copy_rows(cursor, "messaging_messageeventkey", KEY_COLUMNS, chunk.keys)
         copy_rows(cursor, "suppression_suppression", SUPPRESSION_COLUMNS, chunk.suppressions)
         if chunk.plans:
-            table = f"synthetic_plan_{day}_{uuid.uuid4().hex[:8]}"
-            cursor.execute(sql.SQL(PLAN_TABLE).format(plan=sql.Identifier(table)))
-            copy_rows(cursor, table, PLAN_COLUMNS, chunk.plans)
-    return table
+            cursor.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(PLAN)))
+            copy_rows(cursor, PLAN, PLAN_COLUMNS, chunk.plans)
+            cursor.execute(sql.SQL(EXPAND).format(plan=sql.Identifier(PLAN)), {"cutoff": cutoff})

@@ -101,8 +101,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--jobs",
             type=_whole,
-            default=2,
-            help="connections expanding events (besides the one copying journeys)",
+            default=3,
+            help="connections writing at once",
         )
         parser.add_argument("--no-progress", action="store_true")
 

@@ -448,6 +448,9 @@ def synthetic_load(
             "messaging_messageeventkey",
             "messaging_inboundmessage",
             "suppression_suppression",
+            "analytics_hourlyrollup",
+            "analytics_journeycount",
+            "analytics_messagefirst",
         ):
             cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
         cursor.execute("SELECT pg_database_size(current_database())")

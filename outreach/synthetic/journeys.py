@@ -90,6 +90,14 @@ def moment(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
+def time_ordered_uuid(at: float, rng: random.Random) -> uuid.UUID:
+    """A version 7 UUID for the instant ``at``, as ``messaging.models.message_public_id``
+    makes them (reproducible from the seed)."""
+    rand = rng.getrandbits(74)
+    value = (int(at * 1000) & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62) << 64
+    return uuid.UUID(int=value | 0b10 << 62 | (rand & ((1 << 62) - 1)))
+
+
 def token(rng: random.Random, bits: int) -> str:
     return base64.urlsafe_b64encode(rng.getrandbits(bits).to_bytes(bits // 8, "big")).decode()
 
@@ -333,7 +341,8 @@ class Journeys:
         campaign: CampaignRef = ctx["campaign"]
         mid = self.ids.message
         self.ids.message += 1
-        public_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+        public_id = time_ordered_uuid(sent, rng)
+        reply_token = f"{int(sent):08x}{token(rng, 96)}"
         provider_id = token(rng, 128)[:22]
         variant = plans.plan_pick_variant(step=self.steps[step], key=f"{ctx['eid']}:{step}")
         if step == "intro":
@@ -412,7 +421,9 @@ class Journeys:
         if fate_at is not None:
             changes.append((fate_at, _FATE_RANK[fate]))
             if fate == "reply":
-                fate_event = self._reply(chunk, ctx, mid, provider_id, subject, rfc, fate_at)
+                fate_event = self._reply(
+                    chunk, ctx, mid, provider_id, subject, rfc, reply_token, fate_at
+                )
             else:
                 fate_event = self._fate_event(
                     chunk, ctx, mid, provider_id, public_id, fate, fate_at
@@ -444,7 +455,7 @@ class Journeys:
                 email,
                 subject,
                 rfc,
-                token(rng, 96),
+                reply_token,
                 provider_id,
                 "",
                 error_code,
@@ -556,7 +567,7 @@ class Journeys:
         self.counts["suppressions"] += 1
         return event_id
 
-    def _reply(self, chunk, ctx, mid, provider_id, subject, rfc, at) -> int:
+    def _reply(self, chunk, ctx, mid, provider_id, subject, rfc, reply_token, at) -> int:
         """A human reply: the inbound message and its ``reply`` event. Returns the inbound id
         (the transition's cause names it, as ``enrollment_reply_apply`` does)."""
         email = self.leads.email[ctx["lead"]]
@@ -572,7 +583,7 @@ class Journeys:
                 ctx["tenant"],
                 f"From: {email}\r\nSubject: {reply_subject}\r\n\r\nSounds good, let's talk.",
                 email,
-                f"reply+{token(self.rng, 96)}@{REPLY_DOMAIN}",
+                f"reply+{reply_token}@{REPLY_DOMAIN}",
                 reply_subject,
                 header,
                 rfc,

@@ -194,6 +194,19 @@ def test_transitions_point_at_the_events_and_replies_that_caused_them(loaded):
         [ids],
     )
     assert replies and all(inbound and event for _, inbound, event in replies)
+    # The reply came to the message's own reply address, as the inbound matcher needs.
+    assert (
+        value(
+            """
+        SELECT count(*) FROM messaging_inboundmessage i
+        JOIN messaging_message m ON m.id = i.matched_message_id
+        WHERE i.tenant_id = ANY(%s)
+          AND i.to_email <> 'reply+' || m.reply_token || '@reply.synthetic.example.com'
+        """,
+            [ids],
+        )
+        == 0
+    )
 
 
 STATUS_OF_EVENTS = """

@@ -53,6 +53,7 @@ START = "<!-- scale-ratios:start -->"
 END = "<!-- scale-ratios:end -->"
 UINT_MAX = 2**31 - 1
 GOAL = 0.20
+CLAIM_ROUNDS = 5
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,6 +68,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ingest-batches", type=int, default=20)
     parser.add_argument("--batch-events", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each read operation")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="small and large runs, alternated; best kept"
+    )
     parser.add_argument("--no-doc", action="store_true")
     parser.add_argument("--save", help="keep each run's figures, statements and plans here")
     parser.add_argument(
@@ -633,26 +637,44 @@ def send_path(tenant_id: int, campaign_id: int) -> dict:
 
 
 def claim_dispatch(tenant_id: int, campaign_id: int) -> dict:
+    """Claims/s of the real sweep with the real Celery publish, over the campaign's parked
+    actions, ``CLAIM_ROUNDS`` times (the claimed rows are put back between rounds); the
+    median round. One round is a fraction of a second: a single one is mostly noise."""
+    from django.db import connection
+
     from campaigns.services import scheduler
     from campaigns.tasks import _dispatch
 
-    with STATEMENTS.setup():
-        due = make_due(campaign_id, UINT_MAX)
-    started = time.perf_counter()
-    claimed = 0
-    while claimed < due:
-        got = scheduler.scheduled_actions_sweep(
-            dispatch=_dispatch, batch_size=100, claim_limit=2000, time_budget_seconds=60
-        )
-        if not got:
-            break
-        claimed += got
-    seconds = time.perf_counter() - started
+    rates = []
+    for _ in range(CLAIM_ROUNDS):
+        with STATEMENTS.setup():
+            due = make_due(campaign_id, UINT_MAX)
+        started = time.perf_counter()
+        claimed = 0
+        while claimed < due:
+            got = scheduler.scheduled_actions_sweep(
+                dispatch=_dispatch, batch_size=100, claim_limit=2000, time_budget_seconds=60
+            )
+            if not got:
+                break
+            claimed += got
+        rates.append(claimed / (time.perf_counter() - started))
+        with STATEMENTS.setup(), connection.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE campaigns_scheduledaction a
+                SET status = 'pending', lease_expires_at = NULL, due_at = now() + interval '1 day'
+                FROM campaigns_enrollment e
+                WHERE e.id = a.enrollment_id AND e.campaign_id = %s AND a.status = 'claimed'
+                """,
+                [campaign_id],
+            )
     return {
-        "value": claimed / seconds,
+        "value": statistics.median(rates),
         "unit": "claims/s",
         "better": "higher",
-        "note": f"{claimed:,} due actions, claim limit 2,000, Celery publish",
+        "note": f"{claimed:,} due actions, claim limit 2,000, Celery publish; median of"
+        f" {CLAIM_ROUNDS}",
     }
 
 
@@ -700,6 +722,20 @@ OPS = [
 ]
 
 
+def best_of(runs: list[dict]) -> dict:
+    """Each operation's best figure over the rounds (a shared machine only ever makes a run
+    slower); the statements and plans of the last round."""
+    best = dict(runs[-1])
+    best["results"] = dict(runs[-1]["results"])
+    best["loads"] = [run["results"]["meta"]["load"].split(" / ")[0] for run in runs]
+    for op in OPS:
+        figures = [run["results"][op] for run in runs if op in run["results"]]
+        if figures:
+            pick = min if figures[0]["better"] == "lower" else max
+            best["results"][op] = pick(figures, key=lambda f: f["value"])
+    return best
+
+
 def change(small: dict, large: dict) -> float:
     """How much worse the large figure is, as a signed fraction (+0.25 = 25% worse)."""
     if small["better"] == "lower":
@@ -736,8 +772,11 @@ def parent_main() -> None:
         fail("--redis: use a Redis db of its own (redis://host:port/N, N > 0)")
     started = dt.datetime.now(dt.UTC)
     load_before = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    small = run_child(ARGS.small, "small")
-    large = run_child(ARGS.large, "large")
+    rounds: dict[str, list[dict]] = {"small": [], "large": []}
+    for round_number in range(1, ARGS.rounds + 1):
+        for label, url in (("small", ARGS.small), ("large", ARGS.large)):
+            rounds[label].append(run_child(url, f"{label}{round_number}"))
+    small, large = best_of(rounds["small"]), best_of(rounds["large"])
     print()
     print(f"{'operation':24s} {'small':>16s} {'large':>16s}  change")
     lines = []
@@ -795,9 +834,17 @@ def write_doc(small, large, lines, grew, started, load_before) -> None:
         f"| {op} | `{key[:90]}` | {calls} | {before:.1f} | {after:.1f} |"
         for op, key, before, after, calls in grew
     )
-    command = "python bench/scale_ratios.py " + " ".join(
-        arg for arg in sys.argv[1:] if not arg.startswith("postgres")
-    )
+    shown, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--save":
+            skip = True
+        elif arg.startswith("postgres"):
+            shown.append(f"postgres://…/{db_name(arg)}")
+        else:
+            shown.append(arg)
+    command = "python bench/scale_ratios.py " + " ".join(shown)
     text = f"""{START}
 ## Scale: the same operations on a small and a full data set
 
@@ -808,7 +855,9 @@ def write_doc(small, large, lines, grew, started, load_before) -> None:
 - Small: {size(small)}. Large: {size(large)}.
 - Every operation runs on the same probe tenant ({ARGS.probe_leads:,} leads, {ARGS.probe_events:,}
   events of history), loaded into each database by the same loader; the change is large
-  against small (goal: within ±20%; positive = slower).
+  against small (goal: within ±20%; positive = slower). Small and large ran alternately
+  {ARGS.rounds} times; each figure is the best of its rounds (load average at the start of
+  run, 1 min: small {", ".join(small["loads"])}; large {", ".join(large["loads"])}).
 
 | Operation | Small | Large | Change | Large run |
 | --- | ---: | ---: | ---: | --- |

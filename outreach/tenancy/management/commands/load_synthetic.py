@@ -8,6 +8,7 @@ the time and disk it takes. Refuses a database that holds real tenants unless
 ``--allow-existing``; any bad argument exits non-zero with one line.
 """
 
+import logging
 import sys
 import threading
 from typing import Any
@@ -116,6 +117,9 @@ class Command(BaseCommand):
             prefix=options["prefix"],
         )
         bars = _Bars(self.stderr._out, disabled=options["no_progress"])
+        if options["verbosity"] < 2:
+            # Thousands of "campaign.created" lines would bury the progress bar.
+            logging.disable(logging.INFO)
         try:
             synthetic_spec_check(spec=spec)
             if not 1 <= options["jobs"] <= 16:
@@ -130,6 +134,7 @@ class Command(BaseCommand):
             raise CommandError(f"load_synthetic: {exc.message}") from None
         finally:
             bars.close()
+            logging.disable(logging.NOTSET)
         counts = ", ".join(f"{value:,} {name}" for name, value in report.counts.items())
         added = (report.bytes_after - report.bytes_before) / 2**30
         self.stdout.write(

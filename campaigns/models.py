@@ -1,7 +1,9 @@
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Concat, Lower
 
-from outreach.common.models import TenantOwned
+from outreach.common.models import TenantOwned, tenant_key
 
 
 class Lead(TenantOwned):
@@ -18,6 +20,7 @@ class Lead(TenantOwned):
         RISKY = "risky"
         INVALID = "invalid"
 
+    tenant = tenant_key(db_index=False)  # leads lead_email_unique_per_tenant
     email = models.CharField(max_length=320)
     first_name = models.CharField(max_length=100, blank=True, default="")
     last_name = models.CharField(max_length=100, blank=True, default="")
@@ -46,12 +49,29 @@ class Lead(TenantOwned):
     is_role_address = models.BooleanField(default=False)
     is_disposable = models.BooleanField(default=False)
     validated_at = models.DateTimeField(null=True, blank=True)
+    # What lead search matches words in (``selectors.lead_list``): kept by PostgreSQL, indexed
+    # with trigrams so a substring search reads only the tenant's matching leads.
+    search_text = models.GeneratedField(
+        expression=Lower(
+            Concat(
+                "first_name",
+                Value(" "),
+                "last_name",
+                Value(" "),
+                "company",
+                output_field=models.TextField(),
+            )
+        ),
+        output_field=models.TextField(),
+        db_persist=True,
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
+            # Also the tenant-leading index: exact email lookups, and the tenant's deletion.
             models.UniqueConstraint(
                 fields=["tenant", "email"], name="lead_email_unique_per_tenant"
             ),
@@ -62,8 +82,21 @@ class Lead(TenantOwned):
             ),
         ]
         indexes = [
+            # The company filter, and the admin's company prefix search.
             models.Index(fields=["tenant", "company"], name="lead_tenant_company_idx"),
+            # The created_after / created_before filters.
             models.Index(fields=["tenant", "created_at"], name="lead_tenant_created_idx"),
+            # The leads API pages newest first (cursor on -id): the tenant's leads in that
+            # order, so a page, or a search whose matches are rare, never walks the primary
+            # key back through every other tenant's leads.
+            models.Index(fields=["tenant", "-id"], name="lead_tenant_id_idx"),
+            # Word search (``q``): tenant_id (btree_gin) and trigrams of search_text in one
+            # index, so the tenant's matches are found without reading other tenants'.
+            GinIndex(
+                fields=["tenant", "search_text"],
+                opclasses=["int8_ops", "gin_trgm_ops"],
+                name="lead_search_trgm_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -78,6 +111,7 @@ class Campaign(TenantOwned):
         PAUSED = "paused"
         ARCHIVED = "archived"
 
+    tenant = tenant_key(db_index=False)  # leads campaign_tenant_status_idx
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
@@ -104,7 +138,10 @@ class Campaign(TenantOwned):
 class CampaignPlanVersion(TenantOwned):
     """An immutable plan document. A database trigger refuses any change to plan or checksum."""
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="versions")
+    # Leads planversion_unique: no index of its own.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="versions", db_index=False
+    )
     version = models.PositiveIntegerField()
     plan = models.JSONField()
     checksum = models.CharField(max_length=64, help_text="SHA-256 of the canonical plan JSON")
@@ -137,8 +174,12 @@ class Enrollment(TenantOwned):
         STOPPED = "stopped"
         FAILED = "failed"
 
+    tenant = tenant_key(db_index=False)  # leads enrollment_campaign_idx
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="enrollments")
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="enrollments")
+    # Indexed by enrollment_lead_idx (the lead's timeline, and a lead's deletion).
+    lead = models.ForeignKey(
+        Lead, on_delete=models.CASCADE, related_name="enrollments", db_index=False
+    )
     plan_version = models.ForeignKey(
         CampaignPlanVersion, on_delete=models.PROTECT, related_name="enrollments"
     )
@@ -177,7 +218,10 @@ class Enrollment(TenantOwned):
 class EnrollmentTransition(TenantOwned):
     """Why an enrollment moved: one row per step entry left, with its trigger and cause."""
 
-    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="transitions")
+    # Leads transition_once_per_step_entry: no index of its own.
+    enrollment = models.ForeignKey(
+        Enrollment, on_delete=models.CASCADE, related_name="transitions", db_index=False
+    )
     from_step = models.CharField(max_length=100)
     from_seq = models.PositiveIntegerField()
     to_step = models.CharField(max_length=100, blank=True, default="")
@@ -221,11 +265,12 @@ class ScheduledAction(TenantOwned):
         CANCELLED = "cancelled"
 
     # Every index costs each claim a btree insert (a claim changes ``status``, so it is never a
-    # HOT update): the tenant and enrollment columns are covered by ``action_enrollment_idx``
-    # and nothing looks actions up by tenant alone.
-    tenant = models.ForeignKey(
-        "tenancy.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    # HOT update): the enrollment column is covered by ``action_enrollment_idx`` and nothing
+    # looks actions up by tenant alone. Without a tenant index the foreign key to the tenant
+    # would make deleting a tenant scan the whole table, so it is not a database constraint:
+    # an action lives and dies with its enrollment (whose foreign key is enforced), and a
+    # tenant's deletion removes its actions through its enrollments.
+    tenant = tenant_key(db_index=False, db_constraint=False)
     enrollment = models.ForeignKey(
         Enrollment, on_delete=models.CASCADE, related_name="scheduled_actions", db_index=False
     )

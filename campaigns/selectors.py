@@ -4,7 +4,8 @@ import datetime
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet, Value
+from django.db.models.functions import Lower
 
 from campaigns.models import Lead
 from campaigns.validation.email import InvalidEmail, email_normalize
@@ -33,7 +34,9 @@ def lead_list(
     q: str | None = None,
 ) -> QuerySet[Lead]:
     """The tenant's leads, filtered. ``email`` matches the stored (normalised) form, so
-    ``Jane@Example.com`` finds ``jane@example.com``; ``q`` searches names and company."""
+    ``Jane@Example.com`` finds ``jane@example.com``; ``q`` finds leads whose first name, last
+    name or company contain every word of it (any case), through the trigram index on
+    ``search_text``."""
     queryset = Lead.objects.for_tenant(tenant_id)
     if email:
         try:
@@ -51,11 +54,8 @@ def lead_list(
         queryset = queryset.filter(created_at__lt=created_before)
     if q:
         for term in q.split():
-            queryset = queryset.filter(
-                Q(first_name__icontains=term)
-                | Q(last_name__icontains=term)
-                | Q(company__icontains=term)
-            )
+            # Lowered by PostgreSQL, as search_text is: the same rules for both sides.
+            queryset = queryset.filter(search_text__contains=Lower(Value(term)))
     return queryset
 
 

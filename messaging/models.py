@@ -1,12 +1,14 @@
 import datetime
+import os
 import secrets
+import time
 import uuid
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
-from outreach.common.models import TenantOwned
+from outreach.common.models import TenantOwned, tenant_key
 
 
 def _weekdays() -> list[int]:
@@ -22,6 +24,7 @@ class SenderIdentity(TenantOwned):
         VERIFIED = "verified"
         FAILED = "failed"
 
+    tenant = tenant_key(db_index=False)  # leads identity_from_unique_per_tenant
     from_name = models.CharField(max_length=200)
     from_email = models.CharField(max_length=320)
     reply_to = models.CharField(max_length=320, blank=True, default="")
@@ -103,8 +106,27 @@ class SenderIdentity(TenantOwned):
         return f"{self.from_name} <{self.from_email}>"
 
 
+# Keys of the send ledger's unique indexes are made to sort by time: rows written together
+# then land on the index's newest pages. A random key lands on a random page of an index that
+# outgrows memory (one cache miss per send, and again per status change, since those are not
+# HOT updates), which measurably slowed the send path at 7M messages.
+
+
+def message_public_id() -> uuid.UUID:
+    """A version 7 UUID (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits."""
+    millis = time.time_ns() // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    value = (millis & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((random_bits >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= random_bits & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
 def _reply_token() -> str:
-    return secrets.token_urlsafe(12)
+    """The time in hex (8 characters), then 96 random bits (16 URL-safe characters)."""
+    return f"{int(time.time()):08x}{secrets.token_urlsafe(12)}"
 
 
 class Message(TenantOwned):
@@ -136,12 +158,10 @@ class Message(TenantOwned):
         UNSUBSCRIBED = "unsubscribed"
 
     # Indexes are few on purpose: every event that moves a message rewrites each of them.
-    # tenant_id and enrollment_id lead other indexes (message_tenant_*_idx and
+    # tenant_id and enrollment_id lead other indexes (message_tenant_created_idx and
     # message_once_per_step_attempt), so they get none of their own.
-    tenant = models.ForeignKey(
-        "tenancy.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = tenant_key(db_index=False)
+    public_id = models.UUIDField(default=message_public_id, unique=True, editable=False)
     channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.EMAIL)
     sender_identity = models.ForeignKey(
         SenderIdentity, on_delete=models.PROTECT, related_name="messages"
@@ -227,7 +247,8 @@ class Message(TenantOwned):
                 condition=Q(status="needs_review"),
                 name="message_needs_review_idx",
             ),
-            models.Index(fields=["tenant", "lead"], name="message_tenant_lead_idx"),
+            # The tenant's messages by time: analytics recounts and backfills, and the
+            # tenant's deletion. (A lead's messages use the lead_id index.)
             models.Index(fields=["tenant", "created_at"], name="message_tenant_created_idx"),
         ]
 
@@ -290,8 +311,12 @@ class MessageEvent(models.Model):
 
 
 class MessageEventKey(TenantOwned):
-    """Dedup ledger for provider event ids: ``INSERT … ON CONFLICT DO NOTHING RETURNING``."""
+    """Dedup ledger for provider event ids: ``INSERT … ON CONFLICT DO NOTHING RETURNING``.
 
+    Keys older than ``EVENT_DEDUP_KEY_DAYS`` are deleted by the retention job (SendGrid
+    retries for 24 hours), so the table holds weeks of keys, not all of history."""
+
+    tenant = tenant_key(db_index=False)  # leads eventkey_unique_per_tenant
     provider_event_id = models.CharField(max_length=255)
     first_seen_at = models.DateTimeField(auto_now_add=True)
 
@@ -386,6 +411,7 @@ class InboundMessage(TenantOwned):
 class EmailVerdict(TenantOwned):
     """Cached validation verdict for one address (SendGrid's Email Validation API or local)."""
 
+    tenant = tenant_key(db_index=False)  # leads verdict_unique_per_tenant
     email = models.CharField(max_length=320)
     verdict = models.CharField(max_length=16)
     score = models.FloatField(null=True, blank=True)

@@ -8,6 +8,12 @@ PERIODIC_TASKS = [
         expires_seconds=3600,
     ),
     Periodic(
+        name="messaging: expire raw events past each tenant's plan, and old dedup keys",
+        task="maintenance.event_retention_apply",
+        every_seconds=24 * 3600,
+        expires_seconds=3600,
+    ),
+    Periodic(
         name="messaging: re-process unprocessed webhook receipts",
         task="maintenance.webhook_receipts_sweep",
         every_seconds=30,

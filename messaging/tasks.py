@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from messaging.services.partitions import event_partitions_ensure as _event_partitions_ensure
+from messaging.services import partitions
 from messaging.tasks_events import webhook_receipt_normalise  # noqa: F401 (task registry)
 from messaging.tasks_inbound import inbound_receipt_process  # noqa: F401 (task registry)
 from messaging.tasks_sending import message_send_batch  # noqa: F401 (task registry)
@@ -13,4 +13,11 @@ from messaging.tasks_sms import (  # noqa: F401 (task registry)
 
 @shared_task(name="maintenance.event_partitions_ensure", ignore_result=True, acks_late=True)
 def event_partitions_ensure() -> int:
-    return _event_partitions_ensure()
+    created = partitions.event_partitions_ensure()
+    partitions.event_default_partition_check()
+    return created
+
+
+@shared_task(name="maintenance.event_retention_apply", ignore_result=True, acks_late=True)
+def event_retention_apply() -> None:
+    partitions.event_retention_apply()

@@ -32,8 +32,14 @@ class Suppression(models.Model):
         ADMIN = "admin"
         IMPORT = "import"
 
+    # suppression_unique_scope leads with tenant_id: no index of its own.
     tenant = models.ForeignKey(
-        "tenancy.Tenant", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+        "tenancy.Tenant",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.TENANT)
     email = models.CharField(max_length=320)

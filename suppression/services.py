@@ -340,3 +340,10 @@ def phone_suppression_remove(*, tenant_id: int, phone: str) -> bool:
         _phone_lock_exclusive(phone)
         deleted, _ = PhoneSuppression.objects.filter(tenant_id=tenant_id, phone=phone).delete()
     return bool(deleted)
+
+
+def suppressions_tenant_delete(*, tenant_id: int) -> int:
+    """A deleted tenant's own suppressions (the global list is not the tenant's: it stays)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM suppression_suppression WHERE tenant_id = %s", [tenant_id])
+        return cursor.rowcount

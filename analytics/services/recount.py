@@ -59,6 +59,11 @@ def _columns(exprs: dict[str, str]) -> str:
     )
 
 
+# A message's events happen after it was composed; a day earlier allows for a provider's
+# clock. The bound lets PostgreSQL skip the monthly event partitions older than the message
+# (per message, at run time) instead of probing every partition for it.
+_SKEW = "interval '1 day'"
+
 _KEYS = ", ".join(BUCKET_KEYS)
 _SUMS = ", ".join(f"sum({name})::bigint AS {name}" for name in COUNTERS)
 _NONZERO = " OR ".join(f"sum({name}) <> 0" for name in COUNTERS)
@@ -76,7 +81,7 @@ FROM (
                coalesce(bool_or(k.kind = 2), false) AS clicked,
                coalesce(bool_or(k.kind = 3), false) AS replied
         FROM (SELECT {_FIRST_KINDS} AS kind FROM messaging_messageevent e
-              WHERE e.message_id = m.id) k
+              WHERE e.message_id = m.id AND e.occurred_at >= m.created_at - {_SKEW}) k
     ) u ON true
     WHERE m.tenant_id = %(tenant)s AND m.created_at >= %(since)s AND m.created_at < %(until)s
     UNION ALL
@@ -114,7 +119,7 @@ FIRSTS_FILL = f"""
 INSERT INTO analytics_messagefirst (tenant_id, message_id, kind)
 SELECT DISTINCT m.tenant_id, m.id, k.kind
 FROM messaging_message m
-JOIN messaging_messageevent e ON e.message_id = m.id
+JOIN messaging_messageevent e ON e.message_id = m.id AND e.occurred_at >= m.created_at - {_SKEW}
 CROSS JOIN LATERAL (SELECT {_FIRST_KINDS} AS kind) k
 WHERE m.tenant_id = %(tenant)s AND m.created_at >= %(since)s AND m.created_at < %(until)s
   AND k.kind IS NOT NULL

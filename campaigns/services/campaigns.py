@@ -287,7 +287,12 @@ def _live_enrollments_stop(campaign: Campaign) -> int:
     while True:
         batch = list(
             Enrollment.objects.select_for_update(of=("self",))
-            .filter(campaign_id=campaign.pk, state__in=LIVE_STATES, pk__gt=last_id)
+            .filter(
+                tenant_id=campaign.tenant_id,
+                campaign_id=campaign.pk,
+                state__in=LIVE_STATES,
+                pk__gt=last_id,
+            )
             .order_by("pk")
             .values_list("pk", flat=True)[:ARCHIVE_BATCH]
         )

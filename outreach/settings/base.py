@@ -267,6 +267,23 @@ SUPPRESSION_SOFT_BOUNCE_THRESHOLD = int(os.environ.get("SUPPRESSION_SOFT_BOUNCE_
 SUPPRESSION_SOFT_BOUNCE_WINDOW_DAYS = int(
     os.environ.get("SUPPRESSION_SOFT_BOUNCE_WINDOW_DAYS", "7")
 )
+# Event storage (messaging.services.partitions): monthly partitions exist this many months
+# ahead, so an insert never lands in the DEFAULT partition. Raw events are kept, per tenant
+# plan, for the current month and this many whole months before it; older partitions no plan
+# needs any more are detached and dropped (the analytics rollups are kept). Format of the
+# variable: "trial=3,standard=12,enterprise=24".
+EVENT_PARTITIONS_AHEAD_MONTHS = int(os.environ.get("EVENT_PARTITIONS_AHEAD_MONTHS", "3"))
+EVENT_RETENTION_MONTHS = {
+    plan: int(months)
+    for plan, _, months in (
+        item.partition("=")
+        for item in os.environ.get(
+            "EVENT_RETENTION_MONTHS", "trial=3,standard=12,enterprise=24"
+        ).split(",")
+    )
+}
+# Dedup keys of provider event ids: SendGrid retries for 24 hours; keys live far longer.
+EVENT_DEDUP_KEY_DAYS = int(os.environ.get("EVENT_DEDUP_KEY_DAYS", "30"))
 
 # The campaign engine. A send is spread over up to SEND_JITTER_SECONDS inside the window so a
 # campaign does not fire in one burst.

@@ -20,6 +20,14 @@ class Tenant(models.Model):
         OPERATOR = "operator"
         TENANT = "tenant"
 
+    class Plan(models.TextChoices):
+        """What the tenant pays for; decides how long its raw events are kept
+        (``settings.EVENT_RETENTION_MONTHS``). Rollups are kept whatever the plan."""
+
+        TRIAL = "trial"
+        STANDARD = "standard"
+        ENTERPRISE = "enterprise"
+
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
@@ -28,6 +36,7 @@ class Tenant(models.Model):
     paused_by = models.CharField(
         max_length=16, choices=PausedBy.choices, blank=True, default="", editable=False
     )
+    plan = models.CharField(max_length=16, choices=Plan.choices, default=Plan.STANDARD)
 
     # Feature flags: per-tenant rollout of each phase, read through outreach.tenancy.flags.
     campaigns_enabled = models.BooleanField(
@@ -136,6 +145,7 @@ class TenantAlert(models.Model):
         ACCOUNT_STATUS = "account_status", "SendGrid account status change"
         SENDING = "sending", "Sending problem"
         WEBHOOK = "webhook", "Webhook problem"
+        EVENT_STORAGE = "event_storage", "Events stored outside the monthly partitions"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="alerts")
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -13,6 +13,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from tqdm import tqdm
 
 from analytics.services.backfill import analytics_backfill, backfill_chunks
+from messaging.services.partitions import event_retention_horizon
 from outreach.tenancy.models import Tenant
 
 
@@ -51,6 +52,14 @@ class Command(BaseCommand):
         if start >= end:
             raise CommandError(f"--since ({start:%Y-%m-%d %H:%M}) must be before --until")
         tenant_ids = self._tenants(tenant)
+        for tenant_id in tenant_ids:
+            horizon = event_retention_horizon(tenant_id=tenant_id)
+            if horizon is not None and start < horizon:
+                raise CommandError(
+                    f"--since ({start:%Y-%m-%d %H:%M}) is before tenant {tenant_id}'s oldest kept"
+                    f" events ({horizon:%Y-%m-%d}): retention expired them, and rebuilding"
+                    " would erase the rollups of that range"
+                )
         chunks = len(backfill_chunks(since=start, until=end)) * len(tenant_ids)
         with tqdm(total=chunks, unit="tenant-day", disable=quiet, file=self.stderr._out) as bar:
             written = analytics_backfill(

@@ -172,7 +172,11 @@ def tenant_delete(*, tenant_id: int, batch: int = 10_000) -> TenantDeleted:
     slug = Tenant.objects.filter(pk=tenant_id).values_list("slug", flat=True).first()
     if slug is None:
         raise NotFound("Tenant not found.")
-    Tenant.objects.filter(pk=tenant_id).update(status=Tenant.Status.PAUSED, campaigns_enabled=False)
+    Tenant.objects.filter(pk=tenant_id).update(
+        status=Tenant.Status.PAUSED,
+        paused_by=Tenant.PausedBy.OPERATOR,  # nobody but an operator deletes a tenant
+        campaigns_enabled=False,
+    )
     logger.info("tenant.delete_started", extra={"tenant_id": tenant_id, "slug": slug})
     deleted = TenantDeleted(tenant_id=tenant_id, slug=slug)
     # Order: whatever points at a row goes before it (messages point at enrollments,

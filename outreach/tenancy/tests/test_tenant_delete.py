@@ -79,7 +79,7 @@ def test_every_row_of_the_tenant_goes_and_the_other_tenant_keeps_all_of_its(two_
 def test_a_deletion_that_stopped_half_way_is_finished_by_running_it_again(two_tenants):
     gone, _ = two_tenants
     campaigns_tenant_journeys_delete(tenant_id=gone.pk)  # as if it died after the first step
-    Tenant.objects.filter(pk=gone.pk).update(status="paused")
+    Tenant.objects.filter(pk=gone.pk).update(status="paused", paused_by="operator")
     call_command("tenant_delete", "--tenant", gone.slug, "--confirm", gone.slug)
     assert not Tenant.objects.filter(pk=gone.pk).exists()
     assert set(counts(gone.pk).values()) == {0}

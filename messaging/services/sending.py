@@ -809,7 +809,9 @@ def _record(prepared: _Ready, result, report: SendBatchReport) -> None:
                 error_message=(result.detail or result.reason)[:2000],
                 updated_at=now,
             )
-            backoff = datetime.timedelta(seconds=30 * 2 ** (message.attempt - 1))
+            backoff = datetime.timedelta(
+                seconds=settings.SEND_RETRY_BACKOFF_SECONDS * 2 ** (message.attempt - 1)
+            )
             due = max(result.retry_after or now, now + backoff)
             scheduler.scheduled_action_reschedule(
                 action_id=prepared.action_id,

@@ -452,9 +452,7 @@ def test_faults_where_the_client_cannot_know_the_outcome(sendgrid_emulator, faul
     faults = sendgrid_emulator.stats()["faults"]
     assert sum(faults.values()) == 1
 
-    sendgrid_emulator.configure(
-        fault_timeout_share=0, fault_drop_share=0, fault_reset_share=0
-    )
+    sendgrid_emulator.configure(fault_timeout_share=0, fault_drop_share=0, fault_reset_share=0)
     assert _post_raw(sendgrid_emulator, mail("known@example.com"), timeout=5) == 202
 
 

@@ -14,6 +14,7 @@ carry a marker string. Every probe says what a safe answer is; the tally counts
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import re
@@ -99,7 +100,10 @@ class Tally:
 
     def summary(self) -> str:
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.by_kind.items()))
-        codes = ", ".join(f"{code}: {n}" for code, n in sorted(self.statuses.items(), key=str))
+        codes = ", ".join(
+            f"{'closed mid-upload' if code == 0 else code}: {n}"
+            for code, n in sorted(self.statuses.items(), key=str)
+        )
         return (
             f"{self.requests} requests ({kinds}); answers {codes}; accepted {self.accepted},"
             f" leaked {self.leaked}, 5xx {self.server_errors}, side effects {self.effects}"
@@ -121,7 +125,7 @@ class Prober:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         key: str | None = None,
-        safe: tuple[int, ...] = (400, 403, 404, 405, 413),
+        safe: tuple[int, ...] = (400, 403, 404, 405, 413, 414, 431),
         check_marker: bool = True,
     ) -> Answer:
         """One probe; ``safe`` are the refusals that are right for it."""
@@ -130,19 +134,27 @@ class Prober:
             headers["Authorization"] = f"Api-Key {key}"
         connection = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=60)
         try:
-            connection.request(method, path, body=body, headers=headers)
+            # A server may answer a body it refuses (413) before reading it, then close:
+            # the upload fails, and the answer is still there to read.
+            with contextlib.suppress(OSError):
+                connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             answer = Answer(response.status, response.read())
         except (OSError, http.client.HTTPException):
             answer = Answer(None, b"")
         finally:
             connection.close()
+        if answer.status is None and body is not None and len(body) > (1 << 20):
+            # Closed mid-upload without an answer we could read: refused, not a failure.
+            answer = Answer(0, b"")
         tally = self.tally
         tally.requests += 1
         tally.by_kind[kind] += 1
         tally.statuses[answer.status] += 1
         label = f"{kind}: {method} {path[:90]} -> {answer.status}"
-        if answer.status is None or answer.status >= 500:
+        if answer.status == 0:
+            pass  # the connection closed on an oversized upload: a refusal
+        elif answer.status is None or answer.status >= 500:
             tally.server_errors += 1
             tally.failures.append(label)
         elif answer.status not in safe:
@@ -241,8 +253,31 @@ def _api_cross_tenant(prober: Prober, world: HostileWorld) -> None:
     a, b = world.attacker, world.victim
     # Writes that name another tenant's rows inside a body of the attacker's own resources.
     json_headers = {"Content-Type": "application/json"}
+    # Enrolling is a bulk call: each row is enrolled or skipped with a reason, so another
+    # tenant's lead must come back exactly as a lead that does not exist, and stay out.
+    enroll = f"/api/v1/campaigns/{a.campaign.pk}/enroll/"
+    answers = [
+        prober.send(
+            "api-foreign-ids-in-body",
+            "POST",
+            enroll,
+            body=json.dumps({"lead_ids": [lead_id]}).encode(),
+            headers=json_headers,
+            key=world.attacker_key,
+            safe=(200, 400, 404),
+        )
+        for lead_id in (b.lead.pk, GHOST_ID)
+    ]
+    prober.leak_if_different("POST enroll", *answers)
+    if answers[0].body.replace(str(b.lead.pk).encode(), b"ID") != answers[1].body.replace(
+        str(GHOST_ID).encode(), b"ID"
+    ):
+        prober.tally.leaked += 1
+        prober.tally.failures.append("enroll: another tenant's lead answered unlike a missing one")
+    if Enrollment.objects.filter(lead_id=b.lead.pk, campaign_id=a.campaign.pk).exists():
+        prober.tally.effects += 1
+        prober.tally.failures.append("enroll: another tenant's lead was enrolled")
     probes = [
-        (f"/api/v1/campaigns/{a.campaign.pk}/enroll/", {"lead_ids": [b.lead.pk]}),
         ("/api/v1/campaigns/", {"name": "x", "sender_identity_id": b.identity.pk}),
         ("/api/v1/campaigns/", {"name": "x", "sender_identity": b.identity.pk}),
         (f"/api/v1/campaigns/{a.campaign.pk}/migrate/",
@@ -454,7 +489,7 @@ def _inbound(prober: Prober, world: HostileWorld) -> None:
         pk__in=receipts_before
     ):
         try:
-            inbound_receipt_process(receipt_id=receipt.pk)
+            inbound_receipt_process(tenant_id=b.tenant.pk, receipt_id=receipt.pk)
         except Exception as exc:  # the worker would crash on it: count as a server error
             prober.tally.server_errors += 1
             prober.tally.failures.append(f"inbound processing crashed: {type(exc).__name__}")
@@ -466,7 +501,7 @@ def _inbound(prober: Prober, world: HostileWorld) -> None:
 # --- Unsubscribe tokens -----------------------------------------------------------------------
 
 
-def _unsubscribe(prober: Prober, world: HostileWorld) -> None:
+def _unsubscribe(prober: Prober, world: HostileWorld, long_token: int) -> None:
     a, b = world.attacker, world.victim
     one_click = {"Content-Type": "application/x-www-form-urlencoded"}
     form = b"List-Unsubscribe=One-Click"
@@ -486,7 +521,7 @@ def _unsubscribe(prober: Prober, world: HostileWorld) -> None:
         "tampered signature": f"{payload}:{signature[:-3]}abc",
         "another salt": signing.dumps([b.tenant.pk, "", b.lead.email], salt="other"),
         "truncated": genuine[: len(genuine) // 2],
-        "huge": "a" * 10_000,
+        "huge": "a" * long_token,
         "non-ASCII": "ü" * 50,
     }
     before = Suppression.objects.filter(tenant=b.tenant).count()
@@ -495,7 +530,7 @@ def _unsubscribe(prober: Prober, world: HostileWorld) -> None:
         if not path.isascii():
             path = "/u/" + token.encode().hex() + "/"
         prober.send(f"unsubscribe: {name}", "POST", path, body=form, headers=one_click,
-                    safe=(400, 404))  # fmt: skip
+                    safe=(400, 404, 414))  # fmt: skip
     # A genuine token of A, for A's own lead: it works (control), and only inside A.
     prober.send("unsubscribe: genuine (control)", "POST", f"/u/{genuine}/", body=form,
                 headers=one_click, safe=(200,))  # fmt: skip
@@ -507,11 +542,14 @@ def _unsubscribe(prober: Prober, world: HostileWorld) -> None:
         prober.tally.failures.append("the victim's enrollment was stopped")
 
 
-def hostile_run(*, base_url: str, world: HostileWorld) -> Tally:
+def hostile_run(*, base_url: str, world: HostileWorld, long_token: int = 10_000) -> Tally:
+    """``long_token``: the length of the oversized unsubscribe token (Django's test server
+    answers a path segment longer than the file system allows with a 500 of its own, from
+    its static-file handler; gunicorn serves the product only)."""
     tally = Tally()
     prober = Prober(base_url, world, tally)
     _api_cross_tenant(prober, world)
     _webhooks(prober, world)
     _inbound(prober, world)
-    _unsubscribe(prober, world)
+    _unsubscribe(prober, world, long_token)
     return tally

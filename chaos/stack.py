@@ -25,8 +25,8 @@ class Timing:
     """The few settings a run shortens so that recovery fits in minutes, not hours."""
 
     def __init__(self, *, short: bool):
-        self.lease_seconds = 10 if short else 15
-        self.reconcile_grace_seconds = 10 if short else 15
+        self.lease_seconds = 8 if short else 15
+        self.reconcile_grace_seconds = 8 if short else 15
         self.retry_backoff_seconds = 3
         self.provider_timeout_seconds = 2.0
         self.receipt_grace_seconds = 5

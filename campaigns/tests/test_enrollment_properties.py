@@ -76,7 +76,9 @@ def plan_version(number: int) -> dict:
                 },
             ),
             "follow_up": _email(
-                "Following up", thread_with="intro", on={"no_reply": {"after": "4d", "to": "quiet"}}
+                "Following up",
+                thread_with="intro",
+                on={"reply": "replied", "no_reply": {"after": "4d", "to": "quiet"}},
             ),
             nudge: _email(
                 "Bumping",
@@ -85,6 +87,7 @@ def plan_version(number: int) -> dict:
             ),
             "quiet": {"type": "end", "outcome": "no_response"},
             "bounced": {"type": "end", "outcome": "bounced"},
+            "replied": {"type": "end", "outcome": "replied"},
         },
     }
 

@@ -99,13 +99,16 @@ class Tally:
     failures: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.by_kind.items()))
+        groups: Counter = Counter()
+        for kind, n in self.by_kind.items():
+            groups[re.split(r"[:-]", kind, maxsplit=1)[0]] += n
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(groups.items()))
         codes = ", ".join(
             f"{'closed mid-upload' if code == 0 else code}: {n}"
             for code, n in sorted(self.statuses.items(), key=str)
         )
         return (
-            f"{self.requests} requests ({kinds}); answers {codes}; accepted {self.accepted},"
+            f"{self.requests} requests ({kinds}; {len(self.by_kind)} kinds); answers {codes}; accepted {self.accepted},"
             f" leaked {self.leaked}, 5xx {self.server_errors}, side effects {self.effects}"
         )
 

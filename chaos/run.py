@@ -93,11 +93,31 @@ def table(rows: list, *, short: bool, seconds: float) -> str:
     return "\n".join([head, "", *lines, "", *notes])
 
 
+def stale_runs_clean() -> None:
+    """A driver killed outright leaves its PostgreSQL running (pg_ctl detaches it; every
+    other child dies with the driver): stop those of dead drivers and remove their files."""
+    for marker in Path(tempfile.gettempdir()).glob("outreach-chaos-*/driver.pid"):
+        try:
+            os.kill(int(marker.read_text()), 0)
+            continue  # that run is still going
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue
+        stale = PrivatePostgres(marker.parent)
+        if stale.data.exists():
+            stale.stop()
+        shutil.rmtree(marker.parent, ignore_errors=True)
+        print(f"chaos: cleaned up {marker.parent} (its driver had died)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
+    stale_runs_clean()
     root = Path(tempfile.mkdtemp(prefix="outreach-chaos-"))
     (root / "logs").mkdir()
+    (root / "driver.pid").write_text(str(os.getpid()))
     pg, redis = PrivatePostgres(root), PrivateRedis(root)
     timing = Timing(short=args.short)
     stack = Stack(root, pg, redis, timing)

@@ -28,7 +28,13 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from campaigns.models import Enrollment, EnrollmentTransition, ScheduledAction
 from campaigns.services import campaigns as campaign_services
@@ -152,6 +158,12 @@ class EnrollmentMachine(RuleBasedStateMachine):
         _sweep()
         self._note("hint lost, lease expires")
 
+    def _sent_anything(self) -> bool:
+        return Message.objects.filter(
+            enrollment_id__in=[e.pk for e in self.enrollments], status_rank__gte=10
+        ).exists()
+
+    @precondition(_sent_anything)
     @rule(index=st.integers(0, 2), kind=st.sampled_from(EVENTS))
     def provider_event(self, index, kind):
         message = (
@@ -176,10 +188,9 @@ class EnrollmentMachine(RuleBasedStateMachine):
             self.stopped_mail.setdefault(lead, self._received(lead))
         self._note(f"event {kind}{' (machine)' if fields.get('sg_machine_open') else ''}")
 
+    @precondition(lambda self: bool(self.stored))
     @rule(data=st.data())
     def event_redelivered(self, data):
-        if not self.stored:
-            return
         _, event = data.draw(st.sampled_from(self.stored))
         events_store(self.tenant, [dict(event)])
         self._note("event re-delivered")

@@ -89,6 +89,7 @@ class Emulator:
         self._rejected = 0
         self._sandboxed = 0
         self._faults = {"timeout": 0, "drop": 0, "reset": 0}
+        self._faulted: deque[tuple[str, str]] = deque(maxlen=100_000)
 
     # --- SendGrid API -------------------------------------------------------------------
 
@@ -150,11 +151,11 @@ class Emulator:
                 if config.fault_timeout_share and (
                     self._fault_rng.random() < config.fault_timeout_share
                 ):
-                    self._faults["timeout"] += 1
+                    self._fault_taken("timeout")
                     response.delay = config.fault_timeout_seconds
                     return response
                 if config.fault_drop_share and self._fault_rng.random() < config.fault_drop_share:
-                    self._faults["drop"] += 1
+                    self._fault_taken("drop")
                     response.abort = True
                     return response
         elif path == "/v3/validations/email":
@@ -171,6 +172,15 @@ class Emulator:
             )
         response.delay = delay
         return response
+
+    def _fault_taken(self, kind: str) -> None:
+        """Count a fault on a mail just accepted, and remember which mail it was (by our
+        ``outreach_message_id``), so a test can follow each one."""
+        self._faults[kind] += 1
+        _, _, payload = self.store[-1]
+        for item in payload.get("personalizations") or []:
+            args = {**(payload.get("custom_args") or {}), **(item.get("custom_args") or {})}
+            self._faulted.append((kind, str(args.get("outreach_message_id", ""))))
 
     def _body_json(self, request: Request) -> tuple[Any, str | None]:
         """The parsed body, or None and the problem: "json" (400) or "size" (413)."""
@@ -277,6 +287,7 @@ class Emulator:
         self._fault_rng = random.Random(self.config.seed)
         self._accepted = self._rejected = self._sandboxed = 0
         self._faults = dict.fromkeys(self._faults, 0)
+        self._faulted.clear()
 
     def _controls(self, request: Request) -> Response:
         path, method = request.path.rstrip("/"), request.method
@@ -329,6 +340,7 @@ class Emulator:
                     "sandboxed": self._sandboxed,
                     "held": len(self.store),
                     "faults": dict(self._faults),
+                    "faulted_messages": [list(item) for item in self._faulted],
                     "pending": self.dispatcher.pending(),
                     **self.stats.snapshot(),
                     "recent_failures": list(self.stats.failures),

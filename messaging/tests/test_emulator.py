@@ -446,11 +446,16 @@ def test_faults_where_the_client_cannot_know_the_outcome(sendgrid_emulator, faul
     import http.client
 
     sendgrid_emulator.configure(**fault)
+    body = mail("unknown@example.com")
     with pytest.raises((error, http.client.RemoteDisconnected)):
-        _post_raw(sendgrid_emulator, mail("unknown@example.com"), timeout=1)
+        _post_raw(sendgrid_emulator, body, timeout=1)
     assert len(sendgrid_emulator.messages(to="unknown@example.com")) == int(kept)
-    faults = sendgrid_emulator.stats()["faults"]
-    assert sum(faults.values()) == 1
+    stats = sendgrid_emulator.stats()
+    assert sum(stats["faults"].values()) == 1
+    # Which mail the provider took without telling us: our id, for a test to follow.
+    our_id = body["personalizations"][0]["custom_args"]["outreach_message_id"]
+    kind = next(kind for kind, n in stats["faults"].items() if n)
+    assert stats["faulted_messages"] == ([[kind, our_id]] if kept else [])
 
     sendgrid_emulator.configure(fault_timeout_share=0, fault_drop_share=0, fault_reset_share=0)
     assert _post_raw(sendgrid_emulator, mail("known@example.com"), timeout=5) == 202

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DJANGO_SETTINGS_MODULE ?= outreach.settings.dev
 
-.PHONY: run test lint deps services db migrate seed bench clean
+.PHONY: run test lint deps services db migrate seed bench chaos chaos-short clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -35,6 +35,14 @@ test: db
 # The headline figures against the peer built the usual way (about 5 minutes; bench/README.md).
 bench: deps services
 	$(PY) bench/headline.py
+
+# The fault suite (docs/reliability.md): its own PostgreSQL and Redis, the real processes,
+# one table. About 7 minutes; chaos-short is CI's version (under 3 minutes).
+chaos: deps
+	$(PY) -m chaos $(CHAOS_ARGS)
+
+chaos-short: deps
+	$(PY) -m chaos --short $(CHAOS_ARGS)
 
 lint: deps
 	$(VENV)/bin/ruff check .

@@ -27,7 +27,9 @@ def scheduled_actions_sweep() -> int:
     from outreach.metrics import beat_sweep_record
 
     claimed = scheduler.scheduled_actions_sweep(
-        dispatch=_dispatch, batch_size=settings.SEND_BATCH_SIZE
+        dispatch=_dispatch,
+        batch_size=settings.SEND_BATCH_SIZE,
+        lease_seconds=settings.SCHEDULED_ACTION_LEASE_SECONDS,
     )
     beat_sweep_record(claimed=claimed)  # /readyz checks that beat keeps sweeping
     return claimed

@@ -27,7 +27,9 @@ from campaigns.tests.engine_support import (
     actions_make_due,
     beat_until,
     campaign_enrolled,
+    emulator_events_for,
     enrollment_states,
+    events_store,
     identity_all_day,
     lead_emails,
     leases_expire,
@@ -350,6 +352,50 @@ def test_a_send_with_no_answer_is_held_reconciled_by_events_or_marked_for_review
     assert unknown.stop_reason == "needs review: send outcome unknown"
     assert _messages([unknown])[0].status == "needs_review"
     assert not ScheduledAction.objects.filter(enrollment__in=[reconciled, unknown]).exists()
+
+
+@pytest.mark.django_db
+def test_events_arriving_after_the_grace_period_settle_a_needs_review_send(
+    tenant, engine_settings, settings, webhook_sink
+):
+    """Found by the chaos suite (PostgreSQL down past the grace period): the late events moved
+    the message on, out of the review list, and left its enrollment paused for good."""
+    from outreach.tenancy.models import AuditEntry
+
+    emulator = engine_settings
+    emulator.register_tenant(str(tenant.public_id), events_url=webhook_sink.url + "/events")
+    settings.SENDGRID_TIMEOUT_SECONDS = 0.3
+    emulator.configure(latency_ms=1000)  # SendGrid takes the mail but answers too late
+    _, (enrollment,) = campaign_enrolled(
+        tenant, plan=PLAN_ONE_EMAIL, emails=lead_emails("late-events", 1)
+    )
+    actions_make_due()
+    sweep_inline()
+    emulator.configure(latency_ms=0)
+    settings.SEND_RECONCILE_GRACE_SECONDS = 0
+    actions_make_due()
+    sweep_inline()
+    (message,) = _messages([enrollment])
+    enrollment.refresh_from_db()
+    assert message.status == "needs_review"
+    assert (enrollment.state, enrollment.stop_reason) == (
+        "paused",
+        "needs review: send outcome unknown",
+    )
+
+    events = emulator_events_for(webhook_sink, message, {"processed", "delivered"})
+    events_store(tenant, events)
+
+    message.refresh_from_db()
+    enrollment.refresh_from_db()
+    assert message.status == "delivered"
+    assert (enrollment.state, enrollment.outcome) == ("completed", "sent")
+    assert AuditEntry.objects.filter(
+        action="message.review_sent", actor="system:webhook-events", target_id=message.pk
+    ).exists()
+    events_store(tenant, events)  # re-delivered: nothing more happens
+    assert len(emulator.messages()) == 1
+    assert EnrollmentTransition.objects.filter(enrollment=enrollment).count() == 1
 
 
 # --- 2. suppression is checked at send time ------------------------------------------------

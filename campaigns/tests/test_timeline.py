@@ -24,6 +24,15 @@ from outreach.testing.factories import LeadFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _events_cleanup():
+    """Transactional tests: the partitioned event table is not flushed between tests, and a
+    second run (--reuse-db) would find these rows in the admin's event list."""
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM messaging_messageevent")
+
+
 def _sent(enrollment: Enrollment, step: str, step_seq: int, subject: str, **kwargs) -> Message:
     now = timezone.now()
     return Message.objects.create(

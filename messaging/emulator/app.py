@@ -3,8 +3,9 @@
 SendGrid's API lives under ``/v3/``; the emulator's own controls (for tests, benchmarks and the
 demo) live under ``/_emulator/`` and need no key:
 
-- ``GET /_emulator/messages?to=&x_message_id=&arg.<custom_arg>=&limit=``: accepted messages,
-  one per personalization, newest first; ``DELETE`` forgets them.
+- ``GET /_emulator/messages?to=&x_message_id=&arg.<custom_arg>=&limit=&fields=``: accepted
+  messages, one per personalization, newest first (``fields=to,custom_args`` keeps only
+  those keys); ``DELETE`` forgets them.
 - ``GET /_emulator/public-key``: ``{"public_key": base64 DER SPKI}`` (also at SendGrid's
   ``GET /v3/user/webhooks/event/settings/signed``).
 - ``GET|POST /_emulator/tenants``: routes ``{tenant, events_url, inbound_url, inbound_secret}``.
@@ -96,6 +97,8 @@ class Emulator:
         self._accepted = 0
         self._rejected = 0
         self._sandboxed = 0
+        self._faults = {"timeout": 0, "drop": 0, "reset": 0}
+        self._faulted: deque[tuple[str, str]] = deque(maxlen=100_000)
 
     # --- SendGrid API -------------------------------------------------------------------
 
@@ -134,6 +137,8 @@ class Emulator:
         ):
             self._rejected += 1
             rate_headers[1] = ("X-RateLimit-Remaining", "0")
+            if config.fault_retry_after:
+                rate_headers.append(("Retry-After", str(config.fault_retry_after)))
             return Response(429, TOO_MANY_BODY, rate_headers, JSON, delay)
         if config.fault_500_share and self._fault_rng.random() < config.fault_500_share:
             self._rejected += 1
@@ -145,7 +150,23 @@ class Emulator:
                 return _errors(
                     405, [{"field": None, "message": "method not allowed"}], rate_headers
                 )
+            if config.fault_reset_share and self._fault_rng.random() < config.fault_reset_share:
+                self._rejected += 1
+                self._faults["reset"] += 1
+                return Response(0, abort=True)  # lost before SendGrid took it
             response = self._mail_send(request, now, rate_headers)
+            if response.status == 202:
+                # Taken, but the client never learns it: the answer comes too late, or never.
+                if config.fault_timeout_share and (
+                    self._fault_rng.random() < config.fault_timeout_share
+                ):
+                    self._fault_taken("timeout")
+                    response.delay = config.fault_timeout_seconds
+                    return response
+                if config.fault_drop_share and self._fault_rng.random() < config.fault_drop_share:
+                    self._fault_taken("drop")
+                    response.abort = True
+                    return response
         elif path == "/v3/validations/email":
             if request.method != "POST":
                 return _errors(
@@ -160,6 +181,15 @@ class Emulator:
             )
         response.delay = delay
         return response
+
+    def _fault_taken(self, kind: str) -> None:
+        """Count a fault on a mail just accepted, and remember which mail it was (by our
+        ``outreach_message_id``), so a test can follow each one."""
+        self._faults[kind] += 1
+        _, _, payload = self.store[-1]
+        for item in payload.get("personalizations") or []:
+            args = {**(payload.get("custom_args") or {}), **(item.get("custom_args") or {})}
+            self._faulted.append((kind, str(args.get("outreach_message_id", ""))))
 
     def _body_json(self, request: Request) -> tuple[Any, str | None]:
         """The parsed body, or None and the problem: "json" (400) or "size" (413)."""
@@ -266,6 +296,8 @@ class Emulator:
             setattr(self.config, spec.name, copy.deepcopy(getattr(self._startup_config, spec.name)))
         self._fault_rng = random.Random(self.config.seed)
         self._accepted = self._rejected = self._sandboxed = 0
+        self._faults = dict.fromkeys(self._faults, 0)
+        self._faulted.clear()
 
     def _controls(self, request: Request) -> Response:
         path, method = request.path.rstrip("/"), request.method
@@ -281,6 +313,9 @@ class Emulator:
                 return _json(
                     400, {"errors": [{"field": "limit", "message": "expected an integer"}]}
                 )
+            fields = [f for f in (request.query.get("fields") or [""])[0].split(",") if f]
+            if fields:  # a compact answer for counting (the chaos suite reads every record)
+                found = [{f: record.get(f) for f in fields} for record in found]
             return _json(200, {"count": len(found), "messages": found})
         if path == "/_emulator/public-key":
             return _json(200, {"public_key": self.signer.public_key})
@@ -314,6 +349,8 @@ class Emulator:
                     "rejected": self._rejected,
                     "sandboxed": self._sandboxed,
                     "held": len(self.store),
+                    "faults": dict(self._faults),
+                    "faulted_messages": [list(item) for item in self._faulted],
                     "pending": self.dispatcher.pending(),
                     **self.stats.snapshot(),
                     "recent_failures": list(self.stats.failures),

@@ -87,6 +87,18 @@ class EmulatorConfig:
     fault_429_share: float = _opt(0.0, "share of authenticated requests answered 429")
     fault_500_share: float = _opt(0.0, "share of authenticated requests answered 500")
     latency_ms: float = _opt(0.0, "added latency before every /v3/ answer, milliseconds")
+    fault_retry_after: int = _opt(0, "Retry-After seconds on injected 429s (0: no header)")
+    # Faults where the client cannot know the outcome (the chaos suite, docs/reliability.md).
+    fault_timeout_share: float = _opt(
+        0.0, "share of mail sends accepted, then answered only after fault_timeout_seconds"
+    )
+    fault_timeout_seconds: float = _opt(30.0, "how late a fault_timeout_share answer comes")
+    fault_drop_share: float = _opt(
+        0.0, "share of mail sends accepted, then the connection closed without an answer"
+    )
+    fault_reset_share: float = _opt(
+        0.0, "share of mail sends refused by closing the connection before accepting them"
+    )
     seed: int = _opt(0, "seed for outcome draws and fault injection")
     # Engagement, per recipient, when the address carries no outcome tag.
     drop_rate: float = _opt(0.005, "share of recipients dropped")
@@ -231,10 +243,13 @@ def config_from_options(
 
 def config_check(config: EmulatorConfig) -> None:
     """Raises ValueError naming the first bad option; clamps delay_min to delay_max."""
-    for name in (*RATE_FIELDS, "fault_429_share", "fault_500_share", "webhook_duplicate_share"):
+    shares = ("fault_429_share", "fault_500_share", "fault_timeout_share", "fault_drop_share")
+    for name in (*RATE_FIELDS, *shares, "fault_reset_share", "webhook_duplicate_share"):
         value = getattr(config, name)
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"--{name.replace('_', '-')}: expected a share between 0 and 1")
+    if config.fault_retry_after < 0 or config.fault_timeout_seconds < 0:
+        raise ValueError("--fault-retry-after/--fault-timeout-seconds: expected seconds >= 0")
     if config.delay_min < 0 or config.delay_max < 0:
         raise ValueError("--delay-min/--delay-max: expected seconds >= 0")
     # "--delay-max 0" alone means "no delays", not a clash with the default minimum.

@@ -58,6 +58,7 @@ class Response:
     content_type: str | None = None
     delay: float = 0.0  # seconds to hold the answer (latency injection)
     close: bool = False
+    abort: bool = False  # close the connection without answering (fault injection)
 
 
 Handler = Callable[[Request], Response]
@@ -140,6 +141,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def _send(self, response: Response, keep_alive: bool) -> None:
         if self._transport is None:
+            return
+        if response.abort:
+            self._closing = True
+            self._transport.close()
             return
         self._transport.write(_encode(response, keep_alive))
         if not keep_alive:

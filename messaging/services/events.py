@@ -39,7 +39,9 @@ Decisions (documented here because the send path and the campaign engine rely on
   else is stored as an orphan (``message_id`` NULL), never dropped.
 - A message still ``sending`` (crash after the provider call) that gets an event carrying
   our id is reconciled: its status moves forward, and ``sent_at``, ``provider_message_id``
-  and ``smtp_id`` are filled from the events, so the send ledger never resends it.
+  and ``smtp_id`` are filled from the events, so the send ledger never resends it. One
+  already marked ``needs_review`` (the events came after the grace period) is settled the
+  same way, and its paused enrollment goes on as after an operator's "it WAS sent".
 - Shadow mode (``Tenant.webhook_shadow_mode``): events are stored, messages' statuses move
   and account alerts are raised (that is normalisation), but no suppression is added and
   the campaign engine is not called. With the ``event_branching`` flag off
@@ -314,7 +316,7 @@ def _error_of(event: NormalisedEvent) -> tuple[str, str]:
 
 def _messages_update(
     cursor, events: list[NormalisedEvent], messages: dict[int, _MessageRow]
-) -> None:
+) -> list[int]:
     """One UPDATE for the messages the batch changes; the status rank only grows.
 
     A message is rewritten only when its status rises or an id it lacks is filled in
@@ -323,6 +325,9 @@ def _messages_update(
     opened message) neither lock nor rewrite the row: with fourteen indexes on the table,
     that halves the write cost of a realistic event stream, and the event table has every
     event.
+
+    Returns the messages that were ``needs_review`` and that these events prove sent: their
+    enrollments wait for an operator, who no longer needs to decide (see the caller).
     """
     best: dict[int, dict[str, Any]] = {}
     for event in events:
@@ -352,7 +357,7 @@ def _messages_update(
         state["first"] = min(state["first"], event.occurred_at)
         state["last"] = max(state["last"], event.occurred_at)
     if not best:
-        return
+        return []
     # The state read without a lock can only be behind: a rank never falls and an id once
     # filled stays, so a row that needs nothing by that state needs nothing now. Only rows
     # that change are locked, in id order (two batches never deadlock), and the UPDATE
@@ -383,12 +388,18 @@ def _messages_update(
             }
         )
     if not changes:
-        return
+        return []
     cursor.execute(
-        "SELECT 1 FROM messaging_message WHERE id = ANY(%b::bigint[]) ORDER BY id"
+        "SELECT id, status FROM messaging_message WHERE id = ANY(%b::bigint[]) ORDER BY id"
         " FOR NO KEY UPDATE",
         [[change["id"] for change in changes]],
     )
+    proven_sent = {c["id"] for c in changes if c["rank"] >= accepted}
+    reviewed = [
+        mid
+        for mid, status in cursor.fetchall()
+        if status == Message.Status.NEEDS_REVIEW and mid in proven_sent
+    ]
     # ``updated_at`` moves with the status only, so a row that only gets an id filled in
     # keeps its indexed values and can be a HOT update (no new index entries).
     cursor.execute(
@@ -412,6 +423,7 @@ def _messages_update(
         """,
         [jsonb_text(changes)],
     )
+    return reviewed
 
 
 def _soft_bounce_repeats(cursor, tenant_id: int, events: list[NormalisedEvent]) -> set[str]:
@@ -609,11 +621,18 @@ def message_events_store(
         found, hashed = _erased_scrub(events, messages)
         erased.update(found)
         _events_insert(cursor, tenant_id, receipt_id, received_at, events)
-        _messages_update(cursor, events, messages)
+        reviewed = _messages_update(cursor, events, messages)
         _alerts_raise(tenant_id, events)
         suppressed = 0
         if not shadow_mode:
             suppressed = _suppressions_add(cursor, tenant_id, events, hashed)
+    if reviewed and not shadow_mode:
+        # Events proved that a message awaiting review was sent: its enrollment goes on, as
+        # an operator's "it WAS sent" would do. Without this, a late event moved the message
+        # out of the review list and left its enrollment paused for good.
+        from messaging.services.review import messages_review_settle
+
+        messages_review_settle(tenant_id=tenant_id, message_ids=reviewed)
     if not shadow_mode and tenant_flag_enabled(tenant_id=tenant_id, flag=Flag.EVENT_BRANCHING):
         # Imported here: the campaign engine imports messaging, not the other way round.
         from campaigns.services import transitions

@@ -25,6 +25,15 @@ throughput limit, not a quota, and has no reserve.
 
 Redis being unreachable raises ``redis.RedisError``: the caller treats it as a transient error
 and retries later; it never sends without capacity.
+
+Redis may also come back empty (a restart without persistence, a failover): counting the
+rest of the day from zero would let a capped identity send its whole cap again. So a capped
+counter (identity hour and day, tenant day) is never created by an increment: when one is
+missing, the script takes nothing and says so, the counter is seeded (``SET NX``) from the
+send ledger — the messages of that identity or tenant created in that window, failed ones
+apart — and the call is made again. A new window costs one such count. (Sends whose
+capacity was taken just before the loss and whose ledger rows commit just after the count
+are the only ones not seen: a prepare transaction lasts milliseconds, a restart seconds.)
 """
 
 import datetime as dt
@@ -233,8 +242,7 @@ def capacity_acquire(
         global_per_second=global_per_second,
         grant_id=grant_id,
     )
-    acquire, _ = _scripts(settings.REDIS_URL)
-    return call.grant(acquire(keys=call.keys, args=call.args))
+    return _acquire([call])[0]
 
 
 @dataclass(frozen=True)
@@ -269,12 +277,7 @@ def capacity_acquire_many(*, requests: list[CapacityRequest]) -> list[CapacityGr
         )
         for request in requests
     ]
-    acquire, _ = _scripts(settings.REDIS_URL)
-    pipeline = _redis().pipeline(transaction=False)
-    for call in calls:
-        acquire(keys=call.keys, args=call.args, client=pipeline)
-    replies = pipeline.execute()
-    grants = [call.grant(reply) for call, reply in zip(calls, replies, strict=True)]
+    grants = _acquire(calls)
     refused = Counter(bucket for grant in grants for bucket in grant.blocked_by)
     if refused:  # only when something was refused: one more round trip, then
         metrics_add(
@@ -283,9 +286,59 @@ def capacity_acquire_many(*, requests: list[CapacityRequest]) -> list[CapacityGr
     return grants
 
 
+SEED_NEEDED = 3
+
+
+def _acquire(calls: list["_AcquireCall"]) -> list[CapacityGrant]:
+    """Run the acquire script for each call in one pipeline; calls that found a capped
+    counter missing get it seeded from the ledger and run again (see the module)."""
+    acquire, _ = _scripts(settings.REDIS_URL)
+    replies: list = [None] * len(calls)
+    todo = list(range(len(calls)))
+    for _ in range(3):
+        pipeline = _redis().pipeline(transaction=False)
+        for index in todo:
+            acquire(keys=calls[index].keys, args=calls[index].args, client=pipeline)
+        for index, reply in zip(todo, pipeline.execute(), strict=True):
+            replies[index] = reply
+        todo = [index for index in todo if replies[index][0] == SEED_NEEDED]
+        if not todo:
+            break
+        _counters_seed([(calls[index], replies[index][2]) for index in todo])
+    if todo:  # counters that vanish as fast as they are seeded: refuse, retry later
+        raise redis.RedisError("capacity counters could not be seeded")
+    return [call.grant(reply) for call, reply in zip(calls, replies, strict=True)]
+
+
+def _counters_seed(missing: list[tuple["_AcquireCall", int]]) -> None:
+    """``SET NX`` each missing counter to what the ledger says was sent in its window: a
+    concurrent seeder or an increment that got there first wins, never a second seed."""
+    from messaging.models import Message
+
+    wanted: dict[str, tuple[int, int]] = {}
+    for call, mask in missing:
+        for position, bucket in enumerate(call.buckets):
+            if not mask & (1 << position) or bucket.key in wanted:
+                continue
+            sent = Message.objects.filter(
+                tenant_id=call.tenant_id,
+                created_at__gte=bucket.window.starts_at,
+                created_at__lt=bucket.window.ends_at,
+            ).exclude(status=Message.Status.FAILED)
+            if bucket.name != TENANT_DAY:
+                sent = sent.filter(sender_identity_id=call.identity_id)
+            ttl = _ms(bucket.window.ends_at - dt.datetime.now(dt.UTC) + KEY_SLACK)
+            wanted[bucket.key] = (sent.count(), ttl)
+    pipeline = _redis().pipeline(transaction=False)
+    for key, (value, ttl) in wanted.items():
+        pipeline.set(key, value, nx=True, px=ttl)
+    pipeline.execute()
+
+
 @dataclass(frozen=True)
 class _AcquireCall:
     tenant_id: int
+    identity_id: int
     grant_id: str
     buckets: list[_Bucket]
     keys: list[str]
@@ -293,7 +346,7 @@ class _AcquireCall:
 
     def grant(self, reply: list[int]) -> CapacityGrant:
         status, retry_at_ms, blocked, *_used = reply
-        if status:
+        if status in (1, 2):
             return CapacityGrant(granted=True, tenant_id=self.tenant_id, grant_id=self.grant_id)
         return CapacityGrant(
             granted=False,
@@ -341,9 +394,11 @@ def _acquire_call(
         limit = bucket.limit
         if not follow_up and bucket.name != GLOBAL_SECOND:
             limit -= followup_reserve(ceiling=limit, ratio=reserve_ratio)
-        args += [limit, ttl, int(bucket.window.ends_at.timestamp() * 1000)]
+        seeded = int(bucket.name != GLOBAL_SECOND)  # a throughput limit, not a quota
+        args += [limit, ttl, int(bucket.window.ends_at.timestamp() * 1000), seeded]
     return _AcquireCall(
         tenant_id=tenant_id,
+        identity_id=identity.pk,
         grant_id=grant_id,
         buckets=buckets,
         keys=[_grant_key(tenant_id, grant_id), *(b.key for b in buckets)],

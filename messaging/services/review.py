@@ -138,6 +138,37 @@ def _enrollment_resume(
     return True
 
 
+def messages_review_settle(*, tenant_id: int, message_ids: list[int]) -> int:
+    """Messages awaiting review that webhook events just proved sent (the caller moved their
+    status on, in its transaction, rows locked): each paused enrollment goes on as after
+    ``message_review_resolve(outcome="sent")``, audited as the events' doing. Returns how many
+    enrollments were resumed; one no longer waiting on its message is left alone."""
+    now = timezone.now()
+    resumed = 0
+    for message in Message.objects.for_tenant(tenant_id).filter(pk__in=message_ids).order_by("pk"):
+        if message.enrollment_id is None:
+            continue
+        enrollment = engine.enrollment_locked(enrollment_id=message.enrollment_id)
+        if not _enrollment_resume(enrollment, message, "sent", now):
+            continue
+        resumed += 1
+        audit_record(
+            tenant_id=tenant_id,
+            actor="system:webhook-events",
+            action="message.review_sent",
+            target_type="message",
+            target_id=message.pk,
+            reason="SendGrid's events for it arrived after the grace period",
+            before={"status": Message.Status.NEEDS_REVIEW},
+            after={"status": message.status, "enrollment_resumed": True},
+        )
+        logger.info(
+            "message.review_settled_by_events",
+            extra={"tenant_id": tenant_id, "message_id": message.pk},
+        )
+    return resumed
+
+
 # --------------------------------------------------------------------------- reconcile
 
 

@@ -560,12 +560,17 @@ def _after_previous(
                 report,
             )
             return None
-        previous.status = Message.Status.NEEDS_REVIEW
-        previous.error_message = (
-            previous.error_message
-            or "no provider answer and no webhook event within the grace period"
+        # Only while still `sending`: events may have proved it sent since it was read.
+        marked = Message.objects.filter(pk=previous.pk, status=Message.Status.SENDING).update(
+            status=Message.Status.NEEDS_REVIEW,
+            status_rank=MESSAGE_STATUS_RANK[Message.Status.NEEDS_REVIEW],
+            error_message=previous.error_message
+            or "no provider answer and no webhook event within the grace period",
+            updated_at=now,
         )
-        previous.save(update_fields=["status", "error_message", "updated_at"])
+        if not marked:
+            previous.refresh_from_db()
+            return _after_previous(previous, action, enrollment, now, report)
         enrollment.state = Enrollment.State.PAUSED
         enrollment.paused_until = None
         enrollment.stop_reason = "needs review: send outcome unknown"
@@ -852,7 +857,9 @@ def _record(prepared: _Ready, result, report: SendBatchReport) -> None:
                 error_message=(result.detail or result.reason)[:2000],
                 updated_at=now,
             )
-            backoff = datetime.timedelta(seconds=30 * 2 ** (message.attempt - 1))
+            backoff = datetime.timedelta(
+                seconds=settings.SEND_RETRY_BACKOFF_SECONDS * 2 ** (message.attempt - 1)
+            )
             due = max(result.retry_after or now, now + backoff)
             scheduler.scheduled_action_reschedule(
                 action_id=prepared.action_id,

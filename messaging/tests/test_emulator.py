@@ -407,6 +407,66 @@ def test_runtime_fault_500_then_reset(sendgrid_emulator):
     assert client(sendgrid_emulator).send(mail()).status_code == 202
 
 
+def test_injected_429_can_carry_retry_after(sendgrid_emulator):
+    sendgrid_emulator.configure(fault_429_share=1.0, fault_retry_after=7)
+    with pytest.raises(TooManyRequestsError) as excinfo:
+        client(sendgrid_emulator).send(mail())
+    assert excinfo.value.headers["Retry-After"] == "7"
+
+
+def _post_raw(emulator, body: dict, timeout: float) -> int:
+    """POST with a bare http.client: its errors say how the exchange ended."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(emulator.host)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request(
+            "POST",
+            "/v3/mail/send",
+            body=json.dumps(body),
+            headers={"Authorization": "Bearer k", "Content-Type": "application/json"},
+        )
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "kept"),
+    [
+        ({"fault_timeout_share": 1.0, "fault_timeout_seconds": 3}, TimeoutError, True),
+        ({"fault_drop_share": 1.0}, ConnectionError, True),
+        ({"fault_reset_share": 1.0}, ConnectionError, False),
+    ],
+    ids=["accepted, answered too late", "accepted, no answer", "lost before accepting"],
+)
+def test_faults_where_the_client_cannot_know_the_outcome(sendgrid_emulator, fault, error, kept):
+    import http.client
+
+    sendgrid_emulator.configure(**fault)
+    body = mail("unknown@example.com")
+    with pytest.raises((error, http.client.RemoteDisconnected)):
+        _post_raw(sendgrid_emulator, body, timeout=1)
+    assert len(sendgrid_emulator.messages(to="unknown@example.com")) == int(kept)
+    stats = sendgrid_emulator.stats()
+    assert sum(stats["faults"].values()) == 1
+    # Which mail the provider took without telling us: our id, for a test to follow.
+    our_id = body["personalizations"][0]["custom_args"]["outreach_message_id"]
+    kind = next(kind for kind, n in stats["faults"].items() if n)
+    assert stats["faulted_messages"] == ([[kind, our_id]] if kept else [])
+
+    sendgrid_emulator.configure(fault_timeout_share=0, fault_drop_share=0, fault_reset_share=0)
+    assert _post_raw(sendgrid_emulator, mail("known@example.com"), timeout=5) == 202
+
+
+def test_messages_can_be_listed_with_only_some_fields(sendgrid_emulator):
+    client(sendgrid_emulator).send(mail("a@example.com"))
+    records = sendgrid_emulator.messages(fields="to,custom_args")
+    assert len(records) == 1 and set(records[0]) == {"to", "custom_args"}
+
+
 def test_bad_runtime_option_is_refused(sendgrid_emulator):
     with pytest.raises(RuntimeError, match="open_rate"):
         sendgrid_emulator.configure(open_rate=2)

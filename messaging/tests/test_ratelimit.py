@@ -341,6 +341,14 @@ def _hammer(tenant_id, identity, attempts, quota, start, results):
 
 def _race(workers):
     """Run ``(tenant_id, identity, attempts, quota)`` workers as real processes, all at once."""
+    # The counters exist before the race (seeding them reads the ledger, which a forked
+    # child must not do on its parent's database connection): one send taken and given back.
+    for tenant_id, identity, _, quota in {(w[0], w[1].pk): w for w in workers}.values():
+        warm = capacity_acquire(
+            tenant_id=tenant_id, identity=identity, now=NOW, follow_up=True,
+            tenant_daily_quota=quota, global_per_second=0,
+        )  # fmt: skip
+        assert capacity_release(grant=warm)
     context = multiprocessing.get_context("fork")
     start = context.Event()
     results = context.Queue()
@@ -380,3 +388,35 @@ def test_eight_processes_on_two_identities_share_the_tenant_quota_exactly(tenant
     assert all(count <= 120 for count in per_identity.values())
     assert usage(tenant, first).tenant_sent_today == 150
     assert usage(tenant, first).sent_today == per_identity[first.pk]
+
+
+def test_counters_lost_with_redis_are_seeded_from_the_send_ledger(tenant, redis_client):
+    """Found by the chaos suite: Redis restarted empty mid-wave, and an identity whose
+    counters were gone sent its whole daily cap a second time."""
+    from django.utils import timezone
+
+    from messaging.models import Message
+    from messaging.tests.webhook_support import message_make
+
+    now = timezone.now()
+    ae = make_identity(tenant, daily_cap=5, hourly_cap=5)
+    for status in ("accepted", "delivered", "sending", "failed"):
+        message_make(tenant, sender_identity=ae, status=status)
+    Message.objects.filter(tenant=tenant).update(created_at=now)
+    assert usage(tenant, ae, now=now).sent_today == 0  # Redis knows nothing of them
+
+    # Three of those count (a failed send gave its capacity back): two more fit today.
+    assert take(tenant, ae, now=now, follow_up=True).granted
+    assert usage(tenant, ae, now=now).sent_today == 4
+    assert take(tenant, ae, now=now, follow_up=True).granted
+    refused = take(tenant, ae, now=now, follow_up=True)
+    assert not refused.granted and set(refused.blocked_by) == {IDENTITY_HOUR, IDENTITY_DAY}
+
+    # Redis loses everything again: the ledger still says five (three, plus the two taken
+    # above once their rows exist).
+    for _ in range(2):
+        message_make(tenant, sender_identity=ae, status="accepted")
+    Message.objects.filter(tenant=tenant).update(created_at=now)
+    redis_client.delete(*redis_client.scan_iter(f"{KEY_PREFIX}*"))
+    assert not take(tenant, ae, now=now, follow_up=True).granted
+    assert usage(tenant, ae, now=now).sent_today == 5

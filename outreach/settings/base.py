@@ -306,6 +306,12 @@ INBOUND_REPLY_DOMAIN = os.environ.get("INBOUND_REPLY_DOMAIN", "")
 INBOUND_PARSE_MAX_BODY_BYTES = int(os.environ.get("INBOUND_PARSE_MAX_BODY_BYTES", 30 << 20))
 INBOUND_PARSE_BASIC_AUTH = env_bool("INBOUND_PARSE_BASIC_AUTH", True)
 SEND_MAX_TRANSIENT_RETRIES = int(os.environ.get("SEND_MAX_TRANSIENT_RETRIES", "5"))
+# A transient provider error (429, 5xx, nothing sent) retries after this, doubled per attempt
+# (a later Retry-After / X-RateLimit-Reset wins).
+SEND_RETRY_BACKOFF_SECONDS = float(os.environ.get("SEND_RETRY_BACKOFF_SECONDS", "30"))
+# How long a claimed scheduled action belongs to the worker it was handed to: after that a
+# sweep returns it to pending (the worker died, or its hint was lost with the broker).
+SCHEDULED_ACTION_LEASE_SECONDS = int(os.environ.get("SCHEDULED_ACTION_LEASE_SECONDS", "300"))
 # Feature flags and the sending kill switch are cached per process this long: a change takes
 # effect in every worker within it (at once in the process that made it).
 FEATURE_FLAGS_CACHE_SECONDS = float(os.environ.get("FEATURE_FLAGS_CACHE_SECONDS", "5"))

@@ -1,0 +1,191 @@
+"""``python -m chaos [--short] [--cases 1,2,...]``: run the fault suite and print one table.
+
+Everything runs on a private PostgreSQL cluster and Redis server started for this run in a
+temporary directory (removed at the end unless ``--keep``); the machine's own PostgreSQL and
+Redis are never touched. Exit status 0 only when every case passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from chaos.services import PrivatePostgres, PrivateRedis
+from chaos.stack import ROOT, Stack, Timing, app_env
+
+ALL_CASES = (1, 2, 3, 4, 5, 6, 7, 8)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--short", action="store_true", help="the CI version: smaller loads")
+    parser.add_argument("--cases", default=",".join(map(str, ALL_CASES)), help="e.g. 1,4,8")
+    parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs)")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    try:
+        args.cases = [int(c) for c in args.cases.split(",") if c.strip()]
+    except ValueError:
+        parser.error("--cases: expected numbers like 1,4,8")
+    if not set(args.cases) <= set(ALL_CASES):
+        parser.error(f"--cases: cases are {', '.join(map(str, ALL_CASES))}")
+    return args
+
+
+def _machine() -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs, {cpu}, Python {platform.python_version()}"
+
+
+def table(rows: list, *, short: bool, seconds: float) -> str:
+    headers = (
+        "#",
+        "fault",
+        "load",
+        "sends expected / received",
+        "duplicates",
+        "lost",
+        "events posted / stored",
+        "transitions per step entry",
+        "result",
+    )
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "| " + " | ".join("---" for _ in headers) + " |",
+    ]
+    for row in rows:
+        sends = "-" if row.expected is None else f"{row.expected:,} / {row.received:,}"
+        cells = (
+            str(row.number),
+            row.fault,
+            row.load,
+            sends,
+            str(row.duplicates),
+            str(row.lost),
+            row.events,
+            row.transitions,
+            ("PASS" if row.passed else "FAIL") + f" ({row.seconds:.0f}s)",
+        )
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    notes = [f"{row.number}. " + "; ".join(row.notes) for row in rows if row.notes]
+    mode = "short (CI)" if short else "full"
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    head = f"chaos suite, {mode}: {stamp}, {_machine()}, {seconds:.0f}s, load {load}"
+    return "\n".join([head, "", *lines, "", *notes])
+
+
+def stale_runs_clean() -> None:
+    """A driver killed outright leaves its PostgreSQL running (pg_ctl detaches it; every
+    other child dies with the driver): stop those of dead drivers and remove their files."""
+    for marker in Path(tempfile.gettempdir()).glob("outreach-chaos-*/driver.pid"):
+        try:
+            os.kill(int(marker.read_text()), 0)
+            continue  # that run is still going
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue
+        stale = PrivatePostgres(marker.parent)
+        if stale.data.exists():
+            stale.stop()
+        shutil.rmtree(marker.parent, ignore_errors=True)
+        print(f"chaos: cleaned up {marker.parent} (its driver had died)", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    stale_runs_clean()
+    root = Path(tempfile.mkdtemp(prefix="outreach-chaos-"))
+    (root / "logs").mkdir()
+    (root / "driver.pid").write_text(str(os.getpid()))
+    pg, redis = PrivatePostgres(root), PrivateRedis(root)
+    timing = Timing(short=args.short)
+    stack = Stack(root, pg, redis, timing)
+    cleaned = False
+
+    def cleanup() -> None:
+        nonlocal cleaned
+        if cleaned:
+            return
+        cleaned = True
+        stack.stop()
+        redis.stop()
+        pg.stop()
+        if args.keep:
+            print(f"chaos: kept {root}", flush=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+    atexit.register(cleanup)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: sys.exit(130))
+
+    print(f"chaos: private PostgreSQL and Redis in {root}", flush=True)
+    pg.init()
+    pg.start()
+    pg.createdb()
+    redis.start()
+    print(f"chaos: PostgreSQL :{pg.port}, Redis :{redis.port}; migrating", flush=True)
+    env = app_env(pg, redis, timing)
+    for command in (["migrate", "--noinput", "-v", "0"], ["periodic_tasks_sync"]):
+        subprocess.run(
+            [sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    stack.start(workers=2)
+    print(
+        f"chaos: web {stack.web_url}, emulator {stack.emulator.host}, 2 workers, 1 beat"
+        f" ({time.monotonic() - started:.0f}s to set up)",
+        flush=True,
+    )
+    # The driver itself reads ground truth through Django, on the same private stores.
+    os.environ.update(stack.env)
+    import django
+
+    django.setup()
+    from chaos.cases import Context, case_run
+
+    ctx = Context(pg=pg, redis=redis, stack=stack, timing=timing, short=args.short, root=root)
+    rows = []
+    try:
+        for number in args.cases:
+            rows.append(case_run(ctx, number))
+            print(
+                f"== case {number}: {'PASS' if rows[-1].passed else 'FAIL'}"
+                f" in {rows[-1].seconds:.0f}s ==",
+                flush=True,
+            )
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        report = table(rows, short=args.short, seconds=time.monotonic() - started)
+        print("\n" + report, flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps([row.__dict__ for row in rows], indent=2))
+        if rows and not all(row.passed for row in rows):
+            args.keep = True  # the logs are the evidence
+        cleanup()
+    passed = len(rows) == len(args.cases) and all(row.passed for row in rows)
+    print(f"chaos: {sum(r.passed for r in rows)} passed, {sum(not r.passed for r in rows)} failed")
+    return 0 if passed else 1

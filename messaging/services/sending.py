@@ -479,27 +479,26 @@ def _prepare_one(
     )
 
 
-_CHANGING = "_control_changing"
+_CONFIRMED = "_control_confirmed"
 
 
 def _confirmed(row, read):
     """A campaign's status or an identity's ``paused`` as ``read()`` returns it under a
     share lock (see ``controls.sending_stop_reason``), once per batch: the batch's
     enrollments share the row's instance, which keeps the answer. None from ``read`` means
-    the row is being changed right now; the instance remembers that, to hold briefly."""
-    if "_control_confirmed" not in row.__dict__:
-        value = read()
-        row.__dict__["_control_confirmed"] = value
-        row.__dict__[_CHANGING] = value is None
-    return row.__dict__["_control_confirmed"]
+    the row is being changed right now (``_recheck`` then holds briefly)."""
+    if _CONFIRMED not in row.__dict__:
+        row.__dict__[_CONFIRMED] = read()
+    return row.__dict__[_CONFIRMED]
 
 
 def _recheck(held, recheck: datetime.datetime, soon: datetime.datetime) -> datetime.datetime:
     """When a send held by a control is looked at again: soon while the control is being
     changed (it may be a resume), else at the usual re-check (a resume releases it sooner)."""
-    changing = held == controls.CONTROL_CHANGING or (
-        not isinstance(held, str) and held.__dict__.get(_CHANGING, False)
-    )
+    if isinstance(held, str):
+        changing = held == controls.CONTROL_CHANGING
+    else:
+        changing = _CONFIRMED in held.__dict__ and held.__dict__[_CONFIRMED] is None
     return soon if changing else recheck
 
 

@@ -25,7 +25,9 @@ def journey_reasons_erase(*, tenant_id: int, email: str, placeholder: str) -> in
     for delta in JourneyDelta.objects.filter(tenant_id=tenant_id, reason__icontains=email):
         reason = address_scrub(text=delta.reason, email=email, placeholder=placeholder)
         if reason != delta.reason:
-            JourneyDelta.objects.filter(pk=delta.pk).update(reason=reason[:_REASON_LENGTH])
+            JourneyDelta.objects.filter(pk=delta.pk, tenant_id=tenant_id).update(
+                reason=reason[:_REASON_LENGTH]
+            )
             changed += 1
     for bucket in JourneyCount.objects.filter(tenant_id=tenant_id, reason__icontains=email):
         reason = address_scrub(text=bucket.reason, email=email, placeholder=placeholder)
@@ -50,6 +52,6 @@ def journey_reasons_erase(*, tenant_id: int, email: str, placeholder: str) -> in
                     bucket.enrollments,
                 ],
             )
-        JourneyCount.objects.filter(pk=bucket.pk).delete()
+        JourneyCount.objects.filter(pk=bucket.pk, tenant_id=tenant_id).delete()
         changed += 1
     return changed

@@ -283,7 +283,9 @@ def _erased_sender(*, tenant_id: int, email: InboundEmail, message: Message | No
 
 
 def _receipt_body_erase(receipt: WebhookReceipt) -> None:
-    WebhookReceipt.objects.filter(pk=receipt.pk).update(body=b"", headers={})
+    WebhookReceipt.objects.filter(pk=receipt.pk, tenant_id=receipt.tenant_id).update(
+        body=b"", headers={}
+    )
 
 
 def _recipient(email: InboundEmail) -> str:

@@ -560,7 +560,9 @@ def _after_previous(
             )
             return None
         # Only while still `sending`: events may have proved it sent since it was read.
-        marked = Message.objects.filter(pk=previous.pk, status=Message.Status.SENDING).update(
+        marked = Message.objects.filter(
+            pk=previous.pk, tenant_id=previous.tenant_id, status=Message.Status.SENDING
+        ).update(
             status=Message.Status.NEEDS_REVIEW,
             status_rank=MESSAGE_STATUS_RANK[Message.Status.NEEDS_REVIEW],
             error_message=previous.error_message

@@ -263,7 +263,10 @@ def test_an_open_racing_its_no_open_timeout_moves_the_enrollment_exactly_once(
     ]
     for racer in racers:
         assert racer.stdout.readline().strip() == "ready", racer.stderr.read()
-    go.write_text(str(time.time() + 0.3))
+    # Written beside and renamed: a racer never finds the file before its start time is in it.
+    ready = tmp_path / "go.tmp"
+    ready.write_text(str(time.time() + 0.3))
+    ready.rename(go)
     for racer in racers:
         _, err = racer.communicate(timeout=120)
         assert racer.returncode == 0, err

@@ -128,6 +128,61 @@ ON CONFLICT DO NOTHING
 """
 
 
+# A whole tenant at once, for rebuilding it after a bulk load: the same counts as
+# ``HOURLY_RECOUNT``, but set-based (messages and events hashed, not looked up one by one),
+# with the first-of-kind marks read from ``analytics_messagefirst`` once ``TENANT_FIRSTS_FILL``
+# has filled them.
+TENANT_FIRSTS_FILL = f"""
+INSERT INTO analytics_messagefirst (tenant_id, message_id, kind)
+SELECT DISTINCT e.tenant_id, e.message_id, k.kind
+FROM messaging_messageevent e
+CROSS JOIN LATERAL (SELECT {_FIRST_KINDS} AS kind) k
+WHERE e.tenant_id = %(tenant)s AND e.message_id IS NOT NULL AND k.kind IS NOT NULL
+ORDER BY e.message_id, k.kind
+ON CONFLICT DO NOTHING
+"""
+
+_FIRSTS_OF_MESSAGE = {
+    "unique_opens": "coalesce(u.opened, false)",
+    "unique_clicks": "coalesce(u.clicked, false)",
+    "unique_replies": "coalesce(u.replied, false)",
+}
+
+TENANT_HOURLY_RECOUNT = f"""
+SELECT {_KEYS}, {_SUMS}
+FROM (
+    SELECT m.tenant_id, coalesce(m.campaign_id, 0) AS campaign_id,
+           coalesce(m.plan_version_id, 0) AS plan_version_id, m.step, m.variant,
+           m.sender_identity_id, date_trunc('hour', m.created_at, 'UTC') AS hour,
+           {_columns({**_MESSAGE_COUNTERS, **_FIRSTS_OF_MESSAGE, "enrolled": "false"})}
+    FROM messaging_message m
+    LEFT JOIN (
+        SELECT f.message_id, bool_or(f.kind = 1) AS opened, bool_or(f.kind = 2) AS clicked,
+               bool_or(f.kind = 3) AS replied
+        FROM analytics_messagefirst f
+        WHERE f.tenant_id = %(tenant)s
+        GROUP BY f.message_id
+    ) u ON u.message_id = m.id
+    WHERE m.tenant_id = %(tenant)s
+    UNION ALL
+    SELECT e.tenant_id, coalesce(m.campaign_id, 0), coalesce(m.plan_version_id, 0),
+           coalesce(m.step, ''), coalesce(m.variant, ''), coalesce(m.sender_identity_id, 0),
+           date_trunc('hour', e.occurred_at, 'UTC'),
+           {_columns(_EVENT_COUNTERS)}
+    FROM messaging_messageevent e
+    LEFT JOIN messaging_message m ON m.id = e.message_id AND m.tenant_id = %(tenant)s
+    WHERE e.tenant_id = %(tenant)s
+    UNION ALL
+    SELECT x.tenant_id, x.campaign_id, 0, '', '', 0, date_trunc('hour', x.enrolled_at, 'UTC'),
+           {_columns({"enrolled": "true"})}
+    FROM campaigns_enrollment x
+    WHERE x.tenant_id = %(tenant)s
+) d
+GROUP BY {_KEYS}
+HAVING {_NONZERO}
+"""
+
+
 def hourly_recount(
     *, tenant_id: int, since: datetime.datetime, until: datetime.datetime
 ) -> list[dict]:
@@ -146,10 +201,10 @@ def journey_recount(*, tenant_id: int) -> list[dict]:
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-def recount_insert_sql(target: str) -> sql.Composable:
-    """``INSERT INTO <target>`` of the hourly recount, for the backfill."""
+def recount_insert_sql(target: str, recount: str = HOURLY_RECOUNT) -> sql.Composable:
+    """``INSERT INTO <target>`` of an hourly recount, for the backfill and the rebuild."""
     return sql.SQL("INSERT INTO {} ({}, {}) ").format(
         sql.Identifier(target),
         sql.SQL(_KEYS),
         sql.SQL(", ".join(COUNTERS)),
-    ) + sql.SQL(HOURLY_RECOUNT)
+    ) + sql.SQL(recount)

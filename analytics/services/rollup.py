@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 # Advisory lock keys (any two constants the project uses for nothing else).
 ROLLUP_LOCK = 7_301_001
 VIEWS_LOCK = 7_301_002
+# With a tenant id as second key: one whole-tenant rebuild of a tenant at a time.
+TENANT_REBUILD_LOCK = 7_301_003
 
 HOURLY = "hourly"
 JOURNEY = "journey"

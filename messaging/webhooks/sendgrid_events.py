@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 CUSTOM_ARG_MESSAGE_ID = "outreach_message_id"
 
 
@@ -137,7 +139,16 @@ def _no_constant(name: str) -> Any:
 
 def json_strict_loads(body: bytes | str) -> Any:
     """``json.loads`` as JSON is written: ``NaN`` and ``Infinity`` (which Python accepts and
-    Postgres does not) are errors, and so is nesting too deep to parse (``ValueError``)."""
+    Postgres does not) are errors, and so is nesting too deep to parse (``ValueError``).
+
+    orjson parses (about four times faster than ``json``, on every POST and again in the
+    worker); what it refuses goes to ``json``, which decides as before: a lone surrogate
+    escape or a byte order mark is accepted there (the text is repaired when stored),
+    ``NaN`` or nesting past its depth is not."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(body, parse_constant=_no_constant)
     except RecursionError as exc:
@@ -146,10 +157,15 @@ def json_strict_loads(body: bytes | str) -> Any:
 
 def jsonb_text(value: Any) -> str:
     """JSON text Postgres accepts as ``jsonb``: no NUL escape, no lone surrogate."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    try:
+        # Datetimes through ``str`` as ``json`` wrote them; orjson refuses lone surrogates
+        # and keys that are not strings, which ``json`` then writes.
+        text = orjson.dumps(value, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    except TypeError:
+        text = utf8_safe(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
     if "\\u0000" in text:
         text = text.replace("\\u0000", "\\ufffd")
-    return utf8_safe(text)
+    return text
 
 
 @dataclass(slots=True)

@@ -68,39 +68,55 @@ _KEYS = ", ".join(BUCKET_KEYS)
 _SUMS = ", ".join(f"sum({name})::bigint AS {name}" for name in COUNTERS)
 _NONZERO = " OR ".join(f"sum({name}) <> 0" for name in COUNTERS)
 
-HOURLY_RECOUNT = f"""
+
+def _hourly_recount(
+    *, firsts: str, uniques: dict[str, str], messages: str, events: str, enrollments: str
+) -> str:
+    """The hourly buckets counted from messages (with their first-of-kind marks joined by
+    ``firsts``), events and enrollments, each side filtered by its own condition."""
+    return f"""
 SELECT {_KEYS}, {_SUMS}
 FROM (
     SELECT m.tenant_id, coalesce(m.campaign_id, 0) AS campaign_id,
            coalesce(m.plan_version_id, 0) AS plan_version_id, m.step, m.variant,
            m.sender_identity_id, date_trunc('hour', m.created_at, 'UTC') AS hour,
-           {_columns({**_MESSAGE_COUNTERS, "enrolled": "false"})}
+           {_columns({**_MESSAGE_COUNTERS, **uniques, "enrolled": "false"})}
     FROM messaging_message m
-    LEFT JOIN LATERAL (
-        SELECT coalesce(bool_or(k.kind = 1), false) AS opened,
-               coalesce(bool_or(k.kind = 2), false) AS clicked,
-               coalesce(bool_or(k.kind = 3), false) AS replied
-        FROM (SELECT {_FIRST_KINDS} AS kind FROM messaging_messageevent e
-              WHERE e.message_id = m.id AND e.occurred_at >= m.created_at - {_SKEW}) k
-    ) u ON true
-    WHERE m.tenant_id = %(tenant)s AND m.created_at >= %(since)s AND m.created_at < %(until)s
+    {firsts}
+    WHERE {messages}
     UNION ALL
     SELECT e.tenant_id, coalesce(m.campaign_id, 0), coalesce(m.plan_version_id, 0),
            coalesce(m.step, ''), coalesce(m.variant, ''), coalesce(m.sender_identity_id, 0),
            date_trunc('hour', e.occurred_at, 'UTC'),
            {_columns(_EVENT_COUNTERS)}
     FROM messaging_messageevent e
-    LEFT JOIN messaging_message m ON m.id = e.message_id
-    WHERE e.tenant_id = %(tenant)s AND e.occurred_at >= %(since)s AND e.occurred_at < %(until)s
+    {events}
     UNION ALL
     SELECT x.tenant_id, x.campaign_id, 0, '', '', 0, date_trunc('hour', x.enrolled_at, 'UTC'),
            {_columns({"enrolled": "true"})}
     FROM campaigns_enrollment x
-    WHERE x.tenant_id = %(tenant)s AND x.enrolled_at >= %(since)s AND x.enrolled_at < %(until)s
+    WHERE {enrollments}
 ) d
 GROUP BY {_KEYS}
 HAVING {_NONZERO}
 """
+
+
+HOURLY_RECOUNT = _hourly_recount(
+    firsts=f"""LEFT JOIN LATERAL (
+        SELECT coalesce(bool_or(k.kind = 1), false) AS opened,
+               coalesce(bool_or(k.kind = 2), false) AS clicked,
+               coalesce(bool_or(k.kind = 3), false) AS replied
+        FROM (SELECT {_FIRST_KINDS} AS kind FROM messaging_messageevent e
+              WHERE e.message_id = m.id AND e.occurred_at >= m.created_at - {_SKEW}) k
+    ) u ON true""",
+    uniques={},
+    messages="m.tenant_id = %(tenant)s AND m.created_at >= %(since)s AND m.created_at < %(until)s",
+    events="""LEFT JOIN messaging_message m ON m.id = e.message_id
+    WHERE e.tenant_id = %(tenant)s AND e.occurred_at >= %(since)s AND e.occurred_at < %(until)s""",
+    enrollments="x.tenant_id = %(tenant)s AND x.enrolled_at >= %(since)s"
+    " AND x.enrolled_at < %(until)s",
+)
 
 JOURNEY_RECOUNT = f"""
 SELECT x.tenant_id, x.campaign_id, x.plan_version_id, x.current_step AS step, x.state,
@@ -142,45 +158,25 @@ ORDER BY e.message_id, k.kind
 ON CONFLICT DO NOTHING
 """
 
-_FIRSTS_OF_MESSAGE = {
-    "unique_opens": "coalesce(u.opened, false)",
-    "unique_clicks": "coalesce(u.clicked, false)",
-    "unique_replies": "coalesce(u.replied, false)",
-}
-
-TENANT_HOURLY_RECOUNT = f"""
-SELECT {_KEYS}, {_SUMS}
-FROM (
-    SELECT m.tenant_id, coalesce(m.campaign_id, 0) AS campaign_id,
-           coalesce(m.plan_version_id, 0) AS plan_version_id, m.step, m.variant,
-           m.sender_identity_id, date_trunc('hour', m.created_at, 'UTC') AS hour,
-           {_columns({**_MESSAGE_COUNTERS, **_FIRSTS_OF_MESSAGE, "enrolled": "false"})}
-    FROM messaging_message m
-    LEFT JOIN (
+# A whole tenant, its first-of-kind marks read from the filled ``analytics_messagefirst``.
+TENANT_HOURLY_RECOUNT = _hourly_recount(
+    firsts="""LEFT JOIN (
         SELECT f.message_id, bool_or(f.kind = 1) AS opened, bool_or(f.kind = 2) AS clicked,
                bool_or(f.kind = 3) AS replied
         FROM analytics_messagefirst f
         WHERE f.tenant_id = %(tenant)s
         GROUP BY f.message_id
-    ) u ON u.message_id = m.id
-    WHERE m.tenant_id = %(tenant)s
-    UNION ALL
-    SELECT e.tenant_id, coalesce(m.campaign_id, 0), coalesce(m.plan_version_id, 0),
-           coalesce(m.step, ''), coalesce(m.variant, ''), coalesce(m.sender_identity_id, 0),
-           date_trunc('hour', e.occurred_at, 'UTC'),
-           {_columns(_EVENT_COUNTERS)}
-    FROM messaging_messageevent e
-    LEFT JOIN messaging_message m ON m.id = e.message_id AND m.tenant_id = %(tenant)s
-    WHERE e.tenant_id = %(tenant)s
-    UNION ALL
-    SELECT x.tenant_id, x.campaign_id, 0, '', '', 0, date_trunc('hour', x.enrolled_at, 'UTC'),
-           {_columns({"enrolled": "true"})}
-    FROM campaigns_enrollment x
-    WHERE x.tenant_id = %(tenant)s
-) d
-GROUP BY {_KEYS}
-HAVING {_NONZERO}
-"""
+    ) u ON u.message_id = m.id""",
+    uniques={
+        "unique_opens": "coalesce(u.opened, false)",
+        "unique_clicks": "coalesce(u.clicked, false)",
+        "unique_replies": "coalesce(u.replied, false)",
+    },
+    messages="m.tenant_id = %(tenant)s",
+    events="""LEFT JOIN messaging_message m ON m.id = e.message_id AND m.tenant_id = %(tenant)s
+    WHERE e.tenant_id = %(tenant)s""",
+    enrollments="x.tenant_id = %(tenant)s",
+)
 
 
 def hourly_recount(

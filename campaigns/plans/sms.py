@@ -5,7 +5,9 @@ A text message travels in 140-byte segments. Text written only with the GSM 03.3
 concatenation header); the extension characters (``^{}\\[~]|€`` and form feed) take two
 places each. One character outside it (an emoji, a curly quote, most accented letters)
 switches the whole message to UCS-2: 70 UTF-16 code units in one segment, 67 per segment
-once split. Carriers bill each segment, so validation and preview show the count.
+once split (an emoji is two units). A character is never cut in two at a segment boundary:
+a two-place character that does not fit opens the next segment, leaving a place unused.
+Carriers bill each segment, so validation and preview show the count.
 """
 
 from collections.abc import Mapping
@@ -43,12 +45,22 @@ class SmsSegments:
 def sms_segments_count(*, text: str) -> SmsSegments:
     """The encoding a carrier would use for ``text`` and how many segments it takes."""
     if all(char in GSM7_BASIC or char in GSM7_EXTENSION for char in text):
-        places = sum(2 if char in GSM7_EXTENSION else 1 for char in text)
+        # An extension character is an escape and its code: never split between segments.
+        widths = [2 if char in GSM7_EXTENSION else 1 for char in text]
         single, multi, encoding = 160, 153, "GSM-7"
     else:
-        places = len(text.encode("utf-16-le")) // 2
+        # A character outside the Basic Multilingual Plane (an emoji) is a surrogate pair:
+        # two UTF-16 code units that stay in one segment.
+        widths = [2 if ord(char) > 0xFFFF else 1 for char in text]
         single, multi, encoding = 70, 67, "UCS-2"
-    segments = (1 if places else 0) if places <= single else -(-places // multi)
+    places = sum(widths)
+    if places <= single:
+        return SmsSegments(encoding=encoding, characters=places, segments=1 if places else 0)
+    segments, used = 1, 0
+    for width in widths:
+        if used + width > multi:  # this character opens the next segment
+            segments, used = segments + 1, 0
+        used += width
     return SmsSegments(encoding=encoding, characters=places, segments=segments)
 
 

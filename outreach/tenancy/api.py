@@ -1,7 +1,8 @@
 """``/api/v1/tenant/`` (the caller's own controls and health) and ``/api/v1/audit-log/``.
 
 Interfaces only. A tenant may pause itself and lift its own pause (not the operator's);
-flags, quotas and the platform's kill switches are the operator's (admin, ``manage.py tenant_control``) and only shown here.
+flags, quotas and the platform's kill switches are the operator's (admin, ``manage.py
+tenant_control``, ``/api/v1/operator/``: ``operator_api``) and only shown here.
 """
 
 from drf_spectacular.types import OpenApiTypes

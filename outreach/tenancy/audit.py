@@ -33,6 +33,12 @@ def actor_for_admin(*, username: str) -> str:
     return f"admin:{username}"
 
 
+def actor_for_operator_api(*, username: str) -> str:
+    """A staff user through the operator API (``/api/v1/operator/``), told apart from a
+    click in the admin."""
+    return f"operator-api:{username}"
+
+
 def audit_record(
     *,
     tenant_id: int | None,

@@ -1,4 +1,5 @@
-"""API authentication: ``Authorization: Api-Key <prefix>.<secret>`` names exactly one tenant."""
+"""API authentication: ``Authorization: Api-Key <prefix>.<secret>`` names exactly one tenant;
+the operator routes (``/api/v1/operator/``) take a signed-in Django staff user instead."""
 
 from typing import Any
 
@@ -36,3 +37,19 @@ class IsTenant(permissions.BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return isinstance(getattr(request, "tenant", None), Tenant)
+
+
+class IsStaffOperator(permissions.BasePermission):
+    """Operator routes: an active Django staff user (the admin's session) holding the model
+    permission the view names for the request's method (``view.operator_permissions``).
+
+    A tenant API key is no operator: these views authenticate sessions only, so a request
+    carrying one is simply not signed in (403, as DRF answers without a challenge header)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:
+            return False
+        safe = request.method in permissions.SAFE_METHODS
+        needed = view.operator_permissions["read" if safe else "write"]
+        return user.has_perm(needed)

@@ -38,6 +38,40 @@ def audit_get(*, tenant_id: int, entry_id: int) -> AuditEntry:
     return entry
 
 
+KILL_SWITCH_HISTORY = 10
+
+
+def kill_switch_list(*, history: int = KILL_SWITCH_HISTORY) -> list[dict[str, Any]]:
+    """Every channel's kill switch as its row says now (not the send path's cache), with
+    its latest ``history`` audit entries, newest first. A channel never switched has no row
+    yet: it is released. Platform-wide: for operators, never for a tenant."""
+    rows = {switch.channel: switch for switch in KillSwitch.objects.all()}
+    switches = []
+    for channel in KillSwitch.Channel.values:
+        row = rows.get(channel)
+        entries = AuditEntry.objects.filter(
+            tenant__isnull=True, target_type="kill_switch", target_id=channel
+        ).order_by("-id")[:history]
+        switches.append(
+            {
+                "channel": channel,
+                "engaged": bool(row and row.engaged),
+                "reason": row.reason if row else "",
+                "changed_by": row.changed_by if row else "",
+                "changed_at": row.changed_at if row else None,
+                "history": list(entries),
+            }
+        )
+    return switches
+
+
+def kill_switch_get(*, channel: str, history: int = KILL_SWITCH_HISTORY) -> dict[str, Any]:
+    for switch in kill_switch_list(history=history):
+        if switch["channel"] == channel:
+            return switch
+    raise NotFound("No such kill switch.")
+
+
 def tenant_controls_get(*, tenant_id: int) -> dict[str, Any]:
     """Status, feature flags, quotas with what is used of them, and the platform's kill
     switches (read-only for a tenant)."""

@@ -2,8 +2,8 @@
 
 from rest_framework import serializers
 
-from outreach.common.serializers import StrictCharField, StrictSerializer
-from outreach.tenancy.models import AuditEntry
+from outreach.common.serializers import StrictBooleanField, StrictCharField, StrictSerializer
+from outreach.tenancy.models import AuditEntry, KillSwitch
 
 
 class ReasonSerializer(StrictSerializer):
@@ -137,3 +137,31 @@ class AuditFilterSerializer(serializers.Serializer):
         if unknown:
             raise serializers.ValidationError({key: ["Unknown filter."] for key in unknown})
         return attrs
+
+
+class KillSwitchSerializer(serializers.Serializer):
+    channel = serializers.CharField(help_text="all, email or sms")
+    engaged = serializers.BooleanField(help_text="true: every due send of the channel waits.")
+    reason = serializers.CharField(help_text="Why, as given by whoever changed it last.")
+    changed_by = serializers.CharField(help_text="Who changed it last (the audit log's actor).")
+    changed_at = serializers.DateTimeField(allow_null=True)
+    history = AuditEntrySerializer(
+        many=True, help_text="The latest changes of this switch, newest first."
+    )
+
+
+class KillSwitchListSerializer(serializers.Serializer):
+    results = KillSwitchSerializer(many=True)
+
+
+class KillSwitchChangeSerializer(StrictSerializer):
+    """Engage or release one channel's kill switch; the reason is required either way."""
+
+    channel = serializers.ChoiceField(
+        choices=KillSwitch.Channel.values, help_text="all, email or sms"
+    )
+    engaged = StrictBooleanField(help_text="true to engage (hold sends), false to release.")
+    reason = StrictCharField(
+        max_length=2000,
+        help_text="Why: required; the next operator reads it in the audit log.",
+    )

@@ -184,8 +184,10 @@ class CampaignVersionValidateView(APIView):
     @extend_schema(
         summary="Validate a plan without saving it",
         description=(
-            '200 `{"valid": true, "warnings": {...}}`, or 400 with each problem under its JSON '
-            "pointer. Warnings do not stop a plan (an SMS body past 3 segments, say)."
+            '200 `{"valid": true, "warnings": {...}, "sms_segments": {...}}`, or 400 with each '
+            "problem under its JSON pointer. Warnings do not stop a plan (an SMS body past 3 "
+            "segments, say); `sms_segments` gives every SMS step's encoding, characters and "
+            "segments."
         ),
         tags=TAGS,
         parameters=[CAMPAIGN_ID],
@@ -196,15 +198,25 @@ class CampaignVersionValidateView(APIView):
         campaign_id = campaign_id_of(request, pk)
         incoming = PlanInputSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        warnings = services.campaign_version_check(
+        checked = services.campaign_version_check(
             tenant_id=request.tenant.id,
             campaign_id=campaign_id,
             plan=incoming.validated_data["plan"],
         )
         fields: dict[str, list[str]] = {}
-        for warning in warnings:
+        for warning in checked.warnings:
             fields.setdefault(warning.pointer, []).append(warning.message)
-        return Response({"valid": True, "warnings": fields})
+        segments = {
+            pointer: {
+                "encoding": counted.encoding,
+                "characters": counted.characters,
+                "segments": counted.segments,
+            }
+            for pointer, counted in checked.sms_segments.items()
+        }
+        return Response(
+            PlanValidSerializer({"valid": True, "warnings": fields, "sms_segments": segments}).data
+        )
 
 
 class CampaignPublishView(APIView):

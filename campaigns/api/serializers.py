@@ -88,11 +88,24 @@ class CampaignPlanVersionSerializer(serializers.ModelSerializer):
         return current is not None and current == version.pk
 
 
+class SmsSegmentsSerializer(serializers.Serializer):
+    encoding = serializers.CharField(help_text="GSM-7 or UCS-2.")
+    characters = serializers.IntegerField(
+        help_text="Places used: GSM-7 septets (extensions count 2) or UTF-16 code units."
+    )
+    segments = serializers.IntegerField(help_text="What a carrier bills.")
+
+
 class PlanValidSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
     warnings = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         help_text="JSON pointer → warnings (the plan is valid; they are advice).",
+    )
+    sms_segments = serializers.DictField(
+        child=SmsSegmentsSerializer(),
+        help_text="Each SMS step's body pointer → its cost, counting the fixed text (merge "
+        "fields as their defaults); the preview counts a lead's real text.",
     )
 
 

@@ -22,6 +22,7 @@ from campaigns.plans.spec import (
 )
 from campaigns.plans.validate import (
     PlanError,
+    plan_sms_segments,
     plan_validate,
     plan_validate_or_raise,
     plan_warnings,
@@ -44,6 +45,7 @@ __all__ = [
     "plan_render_sms",
     "plan_render_step",
     "plan_schema",
+    "plan_sms_segments",
     "plan_validate",
     "plan_validate_or_raise",
     "plan_warnings",

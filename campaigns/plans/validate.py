@@ -26,7 +26,7 @@ from campaigns.plans.problems import (
     name_ok,
     show_value,
 )
-from campaigns.plans.sms import sms_template_segments
+from campaigns.plans.sms import SmsSegments, sms_template_segments
 from campaigns.plans.spec import (
     EVENT_TRIGGERS,
     MAX_PLAN_BYTES,
@@ -283,18 +283,30 @@ def plan_validate(*, plan: object, sms_enabled: bool = False) -> list[PlanError]
     return sorted(dict.fromkeys(errors), key=error_sort_key)
 
 
-def plan_warnings(*, plan: object) -> list[PlanError]:
-    """What a valid plan may still want changed: SMS bodies past the segment warning (their
-    fixed text alone; the preview counts a lead's real text). Never raises."""
-    warnings: list[PlanError] = []
+def plan_sms_segments(*, plan: object) -> dict[str, SmsSegments]:
+    """The encoding, characters and segments of every SMS step's body, by the body's JSON
+    pointer: its fixed text, merge fields counted as their defaults (the preview counts a
+    lead's real text). A body that does not parse is left out. Never raises."""
+    counts: dict[str, SmsSegments] = {}
     steps = plan.get("steps") if isinstance(plan, dict) else None
-    for name, step in (steps or {}).items() if isinstance(steps, dict) else ():
+    for name, step in steps.items() if isinstance(steps, dict) else ():
         if not isinstance(step, dict) or step.get("type") != "sms":
             continue
         body = step.get("body")
         counted = sms_template_segments(body=body) if isinstance(body, str) else None
-        if counted is not None and counted.warning:
-            warnings.append(PlanError(json_pointer(("steps", name, "body")), counted.warning))
+        if counted is not None:
+            counts[json_pointer(("steps", name, "body"))] = counted
+    return dict(sorted(counts.items()))
+
+
+def plan_warnings(*, plan: object) -> list[PlanError]:
+    """What a valid plan may still want changed: SMS bodies past the segment warning (their
+    fixed text alone; the preview counts a lead's real text). Never raises."""
+    warnings = [
+        PlanError(pointer, counted.warning)
+        for pointer, counted in plan_sms_segments(plan=plan).items()
+        if counted.warning
+    ]
     return sorted(warnings, key=error_sort_key)
 
 

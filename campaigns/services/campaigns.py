@@ -121,14 +121,23 @@ class VersionAdded:
     created: bool
 
 
-def campaign_version_check(*, tenant_id: int, campaign_id: int, plan: Any) -> list[plans.PlanError]:
+@dataclass(frozen=True)
+class PlanChecked:
+    warnings: list[plans.PlanError]
+    sms_segments: dict[str, plans.SmsSegments]  # body pointer → encoding, places, segments
+
+
+def campaign_version_check(*, tenant_id: int, campaign_id: int, plan: Any) -> PlanChecked:
     """Validate a plan as ``campaign_version_add`` would, storing nothing. Returns the
-    warnings of a valid plan (``plans.plan_warnings``)."""
+    warnings of a valid plan (``plans.plan_warnings``) and the segment count of each of its
+    SMS steps (``plans.plan_sms_segments``)."""
     if not Campaign.objects.for_tenant(tenant_id).filter(pk=campaign_id).exists():
         raise NotFound("Campaign not found.")
     sms_enabled = tenant_flag_enabled(tenant_id=tenant_id, flag=Flag.SMS)
     plans.plan_validate_or_raise(plan=plan, sms_enabled=sms_enabled)
-    return plans.plan_warnings(plan=plan)
+    return PlanChecked(
+        warnings=plans.plan_warnings(plan=plan), sms_segments=plans.plan_sms_segments(plan=plan)
+    )
 
 
 def campaign_version_add(*, tenant_id: int, campaign_id: int, plan: Any) -> VersionAdded:

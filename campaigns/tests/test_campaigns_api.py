@@ -48,7 +48,7 @@ def test_full_lifecycle_create_version_publish_activate_enroll(api, tenant):
 
     response = api.post(f"{base}/versions/validate/", {"plan": PLAN}, format="json")
     assert response.status_code == 200
-    assert response.json() == {"valid": True, "warnings": {}}
+    assert response.json() == {"valid": True, "warnings": {}, "sms_segments": {}}
     assert not CampaignPlanVersion.objects.exists()
 
     response = api.post(f"{base}/versions/", {"plan": PLAN}, format="json")

@@ -450,10 +450,26 @@ def test_validation_counts_segments_and_the_preview_shows_the_leads_text(tenant,
         },
     }
     campaign = campaign_with_plan(tenant=tenant, plan=PLAN_ONE_SMS)
-    assert (
-        campaign_version_check(tenant_id=tenant.pk, campaign_id=campaign.pk, plan=PLAN_ONE_SMS)
-        == []
+    checked = campaign_version_check(
+        tenant_id=tenant.pk, campaign_id=campaign.pk, plan=PLAN_ONE_SMS
     )
+    assert checked.warnings == []
+    # Every SMS step is counted, not only those past the warning: its fixed text (merge
+    # fields without a default count as nothing).
+    fixed = "Hi , quick question from ?"
+    short = api.post(
+        f"/api/v1/campaigns/{campaign.pk}/versions/validate/",
+        {"plan": PLAN_ONE_SMS},
+        format="json",
+    )
+    assert short.status_code == 200, short.json()
+    assert short.json() == {
+        "valid": True,
+        "warnings": {},
+        "sms_segments": {
+            "/steps/text/body": {"encoding": "GSM-7", "characters": len(fixed), "segments": 1}
+        },
+    }
     response = api.post(
         f"/api/v1/campaigns/{campaign.pk}/versions/validate/", {"plan": long_plan}, format="json"
     )
@@ -464,6 +480,9 @@ def test_validation_counts_segments_and_the_preview_shows_the_leads_text(tenant,
             "messages and some carriers refuse them"
         ]
     }
+    assert response.json()["sms_segments"] == {
+        "/steps/text/body": {"encoding": "UCS-2", "characters": 300, "segments": 5}
+    }
     lead = Lead.objects.create(
         tenant=tenant, email="ann@prospect.example.com", first_name="Ann", phone="+15551230100"
     )
@@ -471,10 +490,23 @@ def test_validation_counts_segments_and_the_preview_shows_the_leads_text(tenant,
     (text,) = [step for step in preview["steps"] if step["type"] == "sms"]
     assert text["sms"]["to"] == "+15551230100"
     assert text["sms"]["body"].startswith("Hi Ann, quick question from ")
-    assert (text["sms"]["encoding"], text["sms"]["segments"], text["sms"]["warning"]) == (
-        "GSM-7",
-        1,
-        None,
+    body = text["sms"]["body"]
+    assert {k: v for k, v in text["sms"].items() if k not in ("to", "body")} == {
+        "encoding": "GSM-7",
+        "characters": len(body),
+        "segments": 1,
+        "warning": None,
+    }
+
+    # The lead's own text decides: an emoji in a merge field switches it to UCS-2.
+    Lead.objects.filter(pk=lead.pk).update(first_name="Ann 😀" + "x" * 60)
+    preview = api.get(f"/api/v1/campaigns/{campaign.pk}/preview/?lead_id={lead.pk}").json()
+    (text,) = [step for step in preview["steps"] if step["type"] == "sms"]
+    body = text["sms"]["body"]
+    assert (text["sms"]["encoding"], text["sms"]["characters"], text["sms"]["segments"]) == (
+        "UCS-2",
+        len(body.encode("utf-16-le")) // 2,
+        2,
     )
 
 

@@ -16,13 +16,26 @@ from django.utils import timezone
 
 from campaigns import tasks
 from campaigns.models import ScheduledAction
+from campaigns.services import scheduler
+from campaigns.tests.engine_support import (
+    PLAN_ONE_EMAIL,
+    actions_make_due,
+    campaign_enrolled,
+    received_per_recipient,
+)
 from messaging import tasks_sending
+from messaging.services.ratelimit import KEY_PREFIX
 from outreach import metrics
 from outreach.tenancy import controls
 from outreach.tenancy.models import AuditEntry, KillSwitch, Tenant
 from outreach.testing.world import world_build
 
 pytestmark = pytest.mark.django_db
+
+# Redis databases of these tests' own, for counters and queues that other runs sharing the
+# server's database 0 would move between two scrapes (a worker there consumes `sending`).
+PRIVATE_REDIS_DB = 14
+PRIVATE_BROKER_DB = 15
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +91,126 @@ def test_send_batches_count_their_outcomes_once_per_batch(client):
     tasks_sending.message_send_batch([[987654321, 1], [987654322, 1]])  # no such actions
     after = _scrape(client)['outreach_sends_total{outcome="skipped"}']
     assert after - before == 2
+
+
+@pytest.fixture
+def private_redis(settings):
+    """Counters and capacity buckets in a Redis database of this test alone, emptied of
+    both before and after, so the figures scraped are exactly this test's."""
+    url = settings.REDIS_URL.rsplit("/", 1)[0] + f"/{PRIVATE_REDIS_DB}"
+    store = redis.Redis.from_url(url)
+
+    def empty() -> None:
+        store.delete(metrics.COUNTERS_KEY)
+        keys = list(store.scan_iter(f"{KEY_PREFIX}*", count=1000))
+        if keys:
+            store.delete(*keys)
+
+    empty()
+    settings.REDIS_URL = url
+    yield store
+    empty()
+
+
+def _send_due_actions() -> None:
+    """A real sweep; each batch it dispatches runs through the send task itself (which
+    counts the outcomes), here rather than in a worker, so the test transaction sees it."""
+    batches: list[tuple[str, list[list[int]]]] = []
+    scheduler.scheduled_actions_sweep(
+        dispatch=lambda kind, items: batches.append((kind, items)), batch_size=50
+    )
+    assert batches and {kind for kind, _ in batches} == {"send"}
+    for _, items in batches:
+        tasks_sending.message_send_batch(items)
+
+
+def test_a_full_capacity_bucket_counts_its_rejections(
+    client, tenant, engine_settings, private_redis
+):
+    Tenant.objects.filter(pk=tenant.pk).update(daily_send_quota=0)
+    campaign_enrolled(
+        tenant, plan=PLAN_ONE_EMAIL, emails=["one@prospect.example.com", "two@prospect.example.com"]
+    )
+    actions_make_due()
+    before = _scrape(client)
+    assert 'outreach_capacity_rejections_total{bucket="tenant_day"}' not in before
+
+    _send_due_actions()
+
+    after = _scrape(client)
+    assert received_per_recipient(engine_settings) == {}
+    assert after['outreach_capacity_rejections_total{bucket="tenant_day"}'] == 2
+    rejections = {n for n in after if n.startswith("outreach_capacity_rejections_total")}
+    assert rejections == {'outreach_capacity_rejections_total{bucket="tenant_day"}'}
+    assert after['outreach_sends_total{outcome="rescheduled"}'] == 2
+    assert ScheduledAction.objects.filter(status="pending", due_at__gt=timezone.now()).count() == 2
+
+
+def test_send_batches_count_sent_and_failed_outcomes(
+    client, tenant, engine_settings, private_redis
+):
+    # SendGrid refuses the malformed address (a permanent 400): that send fails.
+    campaign_enrolled(
+        tenant, plan=PLAN_ONE_EMAIL, emails=["ok@prospect.example.com", "ann@@prospect.example.com"]
+    )
+    actions_make_due()
+    before = _scrape(client)
+    assert 'outreach_sends_total{outcome="sent"}' not in before
+
+    _send_due_actions()
+
+    after = _scrape(client)
+    assert received_per_recipient(engine_settings) == {"ok@prospect.example.com": 1}
+    assert after['outreach_sends_total{outcome="sent"}'] == 1
+    assert after['outreach_sends_total{outcome="failed"}'] == 1
+    assert after.get('outreach_sends_total{outcome="rescheduled"}', 0) == 0
+    assert after.get('outreach_sends_total{outcome="skipped"}', 0) == 0
+
+
+@pytest.fixture
+def private_broker(settings, monkeypatch):
+    """The Celery app's broker moved to a Redis database of this test's own, its queues
+    empty before and after."""
+    from outreach.celery import app
+
+    url = settings.REDIS_URL.rsplit("/", 1)[0] + f"/{PRIVATE_BROKER_DB}"
+    store = redis.Redis.from_url(url)
+
+    def empty() -> None:
+        keys = [
+            key
+            for key in store.scan_iter(count=1000)
+            if key.startswith(b"_kombu.")
+            or key.split(b"\x06")[0] in {b"sending", b"events", b"maintenance"}
+        ]
+        if keys:
+            store.delete(*keys)
+
+    empty()
+    monkeypatch.setitem(app.conf, "broker_url", url)
+    yield app
+    empty()
+
+
+def test_the_queue_depth_is_what_waits_in_each_queue(client, private_broker):
+    app = private_broker
+    with app.connection_for_write() as broker:
+        for queue in app.amqp.queues.values():
+            queue.bind(broker.default_channel).declare()  # what a worker does when it starts
+        app.send_task("messaging.message_send_batch", args=[[]], connection=broker)
+        for _ in range(2):
+            app.send_task("messaging.webhook_receipt_normalise", args=[0], connection=broker)
+
+    values = _scrape(client)
+
+    depths = {
+        name: values[f'outreach_celery_queue_depth{{queue="{name}"}}']
+        for name in ("sending", "events", "maintenance")
+    }
+    assert depths == {"sending": 1, "events": 2, "maintenance": 0}
+    # Read from where they were published: the private database's own lists.
+    assert redis.Redis.from_url(app.conf.broker_url).llen("sending") == 1
+    assert values['outreach_metrics_source_up{source="queues"}'] == 1
 
 
 def test_the_beat_sweep_counts_claims_and_stamps_readiness(client, tenant):

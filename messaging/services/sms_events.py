@@ -11,7 +11,8 @@ One thing is not left for later: an opt-out. A STOP (or STOPALL, UNSUBSCRIBE, CA
 QUIT) suppresses the number for the tenant and revokes the consent of its leads in the same
 transaction that stores the receipt, after waiting for texts to that number already under way
 (``phone_suppression_add``), so no text leaves once the STOP is stored. START (or YES,
-UNSTOP) lifts it the same way. The endpoint answers with the confirmation (or the tenant's
+UNSTOP) lifts it the same way and gives back the consent a STOP revoked, and no other: a
+START is not consent from a lead who never gave it. The endpoint answers with the confirmation (or the tenant's
 HELP text) as TwiML.
 
 Event types (``MessageEvent.event_type``), kept apart from the email ones so SMS never
@@ -77,7 +78,7 @@ _STATUS_OF_INBOUND = {"sms_reply": Message.Status.REPLIED, "sms_stop": Message.S
 def sms_keyword(body: str) -> str | None:
     """``stop``, ``start`` or ``help`` when the whole text is one of their keywords (as
     carriers read them: trimmed, any case), else None (a reply)."""
-    word = " ".join(body.split()).upper().rstrip(".!")
+    word = _word(body)
     if word in STOP_KEYWORDS:
         return "stop"
     if word in START_KEYWORDS:
@@ -85,6 +86,15 @@ def sms_keyword(body: str) -> str | None:
     if word in HELP_KEYWORDS:
         return "help"
     return None
+
+
+def _word(body: str) -> str:
+    return " ".join(body.split()).upper().rstrip(".!")
+
+
+# The consent source a STOP leaves on the leads whose consent it revoked (and only those: a
+# START gives consent back to them alone).
+STOP_SOURCES = frozenset(f"sms:{word}" for word in STOP_KEYWORDS)
 
 
 def sms_help_text(*, tenant: Tenant) -> str:
@@ -146,17 +156,25 @@ def _opt_out_apply(*, tenant_id: int, receipt_id: int, body: bytes) -> str:
             reason=PhoneSuppression.Reason.STOP,
             note=f"texted {params.get('Body', '').strip()[:20]!r} (receipt {receipt_id})",
         )
-        leads.update(
+        # Only a granted consent is revoked: a lead who never consented stays `unknown`, and
+        # one revoked otherwise keeps its source, so that a START cannot turn either into a
+        # consent (the suppression alone already keeps the number from being texted).
+        leads.filter(sms_consent=Lead.SmsConsent.GRANTED).update(
             sms_consent=Lead.SmsConsent.REVOKED,
-            sms_consent_source=f"sms:{params.get('Body', '').strip().upper()[:20]}",
+            sms_consent_source=f"sms:{_word(params.get('Body', ''))}",
             sms_consent_at=now,
             updated_at=now,
         )
         logger.info("sms.opted_out", extra={"tenant_id": tenant_id, "receipt_id": receipt_id})
         return STOP_CONFIRMATION
     if keyword == "start":
+        # A START re-subscribes: it lifts the suppression and gives back the consent a STOP
+        # took. It is no consent of its own: a lead whose consent was unknown (or revoked by
+        # other means) is not texted because it texted START.
         phone_suppression_remove(tenant_id=tenant_id, phone=phone)
-        leads.update(
+        leads.filter(
+            sms_consent=Lead.SmsConsent.REVOKED, sms_consent_source__in=sorted(STOP_SOURCES)
+        ).update(
             sms_consent=Lead.SmsConsent.GRANTED,
             sms_consent_source="sms:START",
             sms_consent_at=now,

@@ -229,6 +229,52 @@ def test_start_resubscribes_and_help_answers_with_the_tenants_help_text(tenant, 
     assert WebhookReceipt.objects.count() == 3
 
 
+@pytest.mark.django_db
+def test_start_gives_back_only_the_consent_a_stop_took(tenant, settings):
+    """A START is no consent: it re-subscribes the number, and restores consent only on the
+    leads whose consent that number's STOP revoked."""
+    settings.PUBLIC_BASE_URL = "http://testserver"
+    number = "+15551230100"
+    leads = {
+        consent: Lead.objects.create(
+            tenant=tenant,
+            email=f"{consent}@prospect.example.com",
+            phone=number,
+            sms_consent=consent,
+            sms_consent_source="crm" if consent == "revoked" else "",
+        )
+        for consent in ("granted", "unknown", "revoked")
+    }
+    path = f"/webhooks/twilio/inbound/{tenant.public_id}/"
+    client = Client()
+
+    def states() -> dict[str, tuple[str, str]]:
+        return {
+            consent: tuple(
+                Lead.objects.filter(pk=lead.pk).values_list("sms_consent", "sms_consent_source")[0]
+            )
+            for consent, lead in leads.items()
+        }
+
+    _signed_post(client, path, _inbound(number, "Stop."), base="http://testserver")
+    assert PhoneSuppression.objects.filter(tenant=tenant, phone=number).exists()
+    assert states() == {
+        "granted": ("revoked", "sms:STOP"),
+        "unknown": ("unknown", ""),  # never consented: nothing to revoke
+        "revoked": ("revoked", "crm"),  # revoked before, by the CRM: its record is kept
+    }
+
+    started = _signed_post(client, path, _inbound(number, "start"), base="http://testserver")
+    assert b"re-subscribed" in started.content
+    assert not PhoneSuppression.objects.filter(tenant=tenant, phone=number).exists()
+    assert states() == {
+        "granted": ("granted", "sms:START"),
+        "unknown": ("unknown", ""),
+        "revoked": ("revoked", "crm"),
+    }
+    assert Lead.objects.get(pk=leads["granted"].pk).sms_consent_at is not None
+
+
 # --- the send path ----------------------------------------------------------------------------
 
 

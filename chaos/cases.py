@@ -90,11 +90,14 @@ def wait(
     ctx: Context,
     predicate: Callable[[], object],
     *,
+    row: Row,
     timeout: float,
     what: str,
     progress: Callable[[], str] | None = None,
     every: float = 10.0,
 ) -> bool:
+    """Poll ``predicate`` until it holds; a timeout fails ``row`` (a case never goes on
+    as if what it waited for had happened) and returns False."""
     deadline = time.monotonic() + timeout
     next_report = time.monotonic() + every
     while time.monotonic() < deadline:
@@ -108,6 +111,7 @@ def wait(
             next_report = time.monotonic() + every
         time.sleep(0.5)
     ctx.say(f"timed out after {timeout:.0f}s waiting for {what}")
+    row.check(False, f"timed out after {timeout:.0f}s waiting for {what}")
     return False
 
 
@@ -136,14 +140,22 @@ def progress_of(ctx: Context, world: w.World, expected: int) -> Callable[[], str
     return line
 
 
-def settle_with_review(ctx: Context, world: w.World, expected: int, timeout: float) -> tuple:
+def settle_with_review(
+    ctx: Context, world: w.World, expected: int, timeout: float, *, row: Row
+) -> tuple[int, int]:
     """Wait until settled; then do the runbook's needs_review step, and settle again."""
     progress = progress_of(ctx, world, expected)
-    wait(ctx, lambda: settled(ctx, world), timeout=timeout, what="settling", progress=progress)
+
+    def settle(what: str) -> bool:
+        return wait(
+            ctx, lambda: settled(ctx, world), row=row, timeout=timeout, what=what, progress=progress
+        )
+
+    settle("settling")
     sent, not_sent = w.review_as_operator(ctx.emulator, world)
     if sent or not_sent:
         ctx.say(f"operator: {sent} needs_review resolved as sent, {not_sent} as not sent")
-        wait(ctx, lambda: settled(ctx, world), timeout=timeout, what="resends", progress=progress)
+        settle("the resends")
     return sent, not_sent
 
 
@@ -212,7 +224,11 @@ def fresh_emulator(ctx: Context, **config) -> None:
 
 def case_worker_sigkill(ctx: Context) -> Row:
     n = ctx.scale(2_000, 20_000)
-    row = Row(1, "SIGKILL a worker every 2-5 s during the wave", f"{n:,} sends, 2 workers")
+    # CI's wave lasts seconds: kills come faster there so that a few land in it.
+    low, high = (1.0, 2.5) if ctx.short else (2.0, 5.0)
+    row = Row(
+        1, f"SIGKILL a worker every {low:g}-{high:g} s during the wave", f"{n:,} sends, 2 workers"
+    )
     fresh_emulator(ctx)
     emails = emails_for("kill", n)
     world = w.world_build(
@@ -224,8 +240,8 @@ def case_worker_sigkill(ctx: Context) -> Row:
     ctx.say(f"case 1: {n:,} enrolled; releasing the wave")
     w.world_release(world)
     progress = progress_of(ctx, world, n)
-    kills: list[str] = []
-    next_kill = time.monotonic() + ctx.rng.uniform(1, 3)
+    kills: list[tuple[str, int]] = []  # (worker, mails accepted when it was killed)
+    next_kill: float | None = None  # the first kill lands as soon as the first mail is out
     deadline = time.monotonic() + (240 if ctx.short else 600)
     next_report = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -233,23 +249,33 @@ def case_worker_sigkill(ctx: Context) -> Row:
         left = _db(lambda: w.actions(world)) or {"claimed": 1}
         if accepted >= n * 0.97 or not (left["claimed"] or left["due"] or left["sends_soon"]):
             break  # the wave is over: what is left waits for its reconcile grace or review
-        if time.monotonic() >= next_kill:
-            kills.append(ctx.stack.kill_random_worker(ctx.rng, ctx.rng.uniform(0.3, 2.0)))
-            next_kill = time.monotonic() + ctx.rng.uniform(2, 5)
+        if next_kill is None and accepted:
+            next_kill = time.monotonic()
+        if next_kill is not None and time.monotonic() >= next_kill:
+            victim = ctx.stack.kill_random_worker(ctx.rng, ctx.rng.uniform(0.3, 2.0))
+            kills.append((victim, accepted))
+            next_kill = time.monotonic() + ctx.rng.uniform(low, high)
         if time.monotonic() >= next_report:
             ctx.say(f"{_db(progress)}; {len(kills)} kills")
             next_report = time.monotonic() + 10
         time.sleep(0.2)
+    else:
+        row.check(False, "the wave was still going when the case's time ran out")
     ctx.say(f"case 1: {len(kills)} SIGKILLs; waiting for leases, reconcile and review")
-    sent, not_sent = settle_with_review(ctx, world, n, timeout=300)
+    # The fault must have happened, mid-wave, more than once (every kill above came while
+    # sends were still due or claimed, and before 97% of them were out).
+    row.check(len(kills) >= 3, f"only {len(kills)} SIGKILLs landed during the wave (want 3)")
+    sent, not_sent = settle_with_review(ctx, world, n, timeout=300, row=row)
     held, _ = sends_truth(ctx, world, row, one_step_keys(emails))
     row.lost += held
     events_truth(ctx, world, row)
     transitions_truth(world, row)
     states = w.enrollment_states(world)
     row.check(states == Counter({"completed": n}), f"enrollment states {dict(states)}")
+    at = ", ".join(f"{accepted:,}" for _, accepted in kills)
     row.notes.append(
-        f"{len(kills)} SIGKILLs; needs_review {sent + not_sent} (operator: {sent} had been"
+        f"{len(kills)} SIGKILLs (mails out at each: {at or 'none'});"
+        f" needs_review {sent + not_sent} (operator: {sent} had been"
         f" sent, {not_sent} had not and were sent once)"
     )
     return row
@@ -285,21 +311,39 @@ def case_redis_restart(ctx: Context) -> Row:
     )
     w.world_release(world)
     progress = progress_of(ctx, world, ceiling)
-    wait(
+    if not wait(
         ctx,
         lambda: ctx.emulator.stats()["accepted"] >= ceiling * 0.4,
+        row=row,
         timeout=180,
         what="the wave",
         progress=progress,
-    )
+    ):
+        return row
     before = ctx.emulator.stats()["accepted"]
     ctx.say(f"case 2: {before:,} sent; killing Redis")
     ctx.redis.restart(down_seconds=3)
     ctx.say("case 2: Redis is back, empty")
-    wait(ctx, lambda: settled(ctx, world), timeout=300, what="recovery", progress=progress)
+    # The fault must come before the cap is reached, or it tests nothing about the cap.
+    row.check(before < ceiling, f"Redis restarted only after the cap ({before:,} >= {ceiling:,})")
+    wait(
+        ctx,
+        lambda: settled(ctx, world),
+        row=row,
+        timeout=300,
+        what="recovery",
+        progress=progress,
+    )
     sent, not_sent = w.review_as_operator(ctx.emulator, world)
     if sent or not_sent:
-        wait(ctx, lambda: settled(ctx, world), timeout=120, what="resends", progress=progress)
+        wait(
+            ctx,
+            lambda: settled(ctx, world),
+            row=row,
+            timeout=120,
+            what="resends",
+            progress=progress,
+        )
     held, _ = sends_truth(ctx, world, row, one_step_keys(emails))
     # Past the cap the rest wait for tomorrow: held by a pending action, not lost.
     row.lost -= held
@@ -337,29 +381,41 @@ def case_postgres_restart(ctx: Context) -> Row:
     )
     w.world_release(world)
     progress = progress_of(ctx, world, n)
-    wait(
+    if not wait(
         ctx,
         lambda: ctx.emulator.stats()["accepted"] >= n * 0.35,
+        row=row,
         timeout=180,
         what="the wave",
         progress=progress,
-    )
-    ctx.say("case 3: crashing PostgreSQL mid-wave")
+    ):
+        return row
+    mid_wave = ctx.emulator.stats()["accepted"]
+    ctx.say(f"case 3: crashing PostgreSQL mid-wave ({mid_wave:,} of {n:,} sent)")
     ctx.pg.restart(down_seconds=4)
     connection.close()
-    wait(
+    # Each crash must land in what it is about: sends still to go, posts still to come.
+    row.check(mid_wave < n, f"the first crash came after the wave ({mid_wave:,} of {n:,} sent)")
+    if not wait(
         ctx,
         lambda: ctx.emulator.stats().get("events_posted", 0) >= n,
+        row=row,
         timeout=240,
         what="the webhook storm",
         progress=progress,
-    )
+    ):
+        return row
     stored_before = _db(lambda: w.events(world).rows) or 0
-    ctx.say(f"case 3: crashing PostgreSQL mid-storm ({stored_before:,} events stored)")
+    to_post = ctx.emulator.stats()["pending"]
+    ctx.say(
+        f"case 3: crashing PostgreSQL mid-storm ({stored_before:,} events stored,"
+        f" {to_post:,} webhook items still queued at the provider)"
+    )
     crash_at = time.time()
     ctx.pg.restart(down_seconds=4)
     connection.close()
-    sent, not_sent = settle_with_review(ctx, world, n, timeout=300)
+    row.check(to_post > 0, "the second crash came after the webhook storm (nothing queued)")
+    sent, not_sent = settle_with_review(ctx, world, n, timeout=300, row=row)
     (accepted_before,) = w._one(
         "SELECT count(*) FROM messaging_webhookreceipt WHERE tenant_id = %s"
         " AND received_at < to_timestamp(%s)",
@@ -373,7 +429,8 @@ def case_postgres_restart(ctx: Context) -> Row:
     stats = ctx.emulator.stats()
     failed_posts = stats.get("events_posts_failed", 0)
     row.notes.append(
-        f"{accepted_before:,} webhook posts stored before the second crash, all processed"
+        f"first crash at {mid_wave:,}/{n:,} sent, second with {to_post:,} webhook items still queued;"
+        f" {accepted_before:,} webhook posts stored before the second crash, all processed"
         f" after it; {failed_posts} posts refused during the outages and retried by the"
         f" provider; needs_review {sent + not_sent} (operator: {sent} sent, {not_sent} not)"
     )
@@ -411,27 +468,28 @@ def case_provider_faults(ctx: Context) -> Row:
     )
     w.world_release(world)
     progress = progress_of(ctx, world, n)
-    wait(
+    if not wait(
         ctx,
         lambda: ctx.emulator.stats()["accepted"] >= n * 0.5,
+        row=row,
         timeout=180,
         what="half the wave under faults",
         progress=progress,
-    )
+    ):
+        return row
     stats = ctx.emulator.stats()
     ctx.emulator.configure(**{k: 0 for k in faults if k.endswith("share")})
     ctx.say(f"case 4: provider healthy again after {stats['faults']}")
-    sent, not_sent = settle_with_review(ctx, world, n, timeout=300)
+    sent, not_sent = settle_with_review(ctx, world, n, timeout=300, row=row)
     held, _ = sends_truth(ctx, world, row, one_step_keys(emails))
     row.lost += held
     events_truth(ctx, world, row)
     transitions_truth(world, row)
+    final = ctx.emulator.stats()  # requests in flight at the switch may have faulted since
     # Every mail the provider took without our learning it (the emulator names them):
     # reconciled from its events — sent once, never resent.
     taken = [
-        public_id
-        for kind, public_id in ctx.emulator.stats()["faulted_messages"]
-        if kind in ("timeout", "drop")
+        public_id for kind, public_id in final["faulted_messages"] if kind in ("timeout", "drop")
     ]
     (reconciled, early) = w._one(
         "SELECT count(*) FILTER (WHERE status_rank >= 10),"
@@ -439,24 +497,48 @@ def case_provider_faults(ctx: Context) -> Row:
         " FROM messaging_message WHERE tenant_id = %s AND public_id::text = ANY(%s)",
         [world.tenant_id, taken],
     )
-    (retried,) = w._one(
-        "SELECT count(*) FROM messaging_message WHERE tenant_id = %s"
-        " AND error_code LIKE 'transient:%%' AND error_code <> 'transient:operator_not_sent'",
-        [world.tenant_id],
+    transient = Counter(
+        dict(
+            w._all(
+                "SELECT error_code, count(*) FROM messaging_message WHERE tenant_id = %s"
+                " AND error_code LIKE 'transient:%%'"
+                " AND error_code <> 'transient:operator_not_sent' GROUP BY error_code",
+                [world.tenant_id],
+            )
+        )
     )
+    retried = sum(transient.values())
     states = w.enrollment_states(world)
     row.check(states == Counter({"completed": n}), f"enrollment states {dict(states)}")
+    # Every configured fault must have fired: the emulator counts the ones after a request
+    # was read; 429 and 500 answers show in our ledger as the transient error they caused.
+    fired = {
+        "429": transient["transient:rate_limited"],
+        "500": transient["transient:server_error"],
+        **{kind: final["faults"].get(kind, 0) for kind in ("timeout", "drop", "reset")},
+    }
+    silent = [kind for kind, count in fired.items() if not count]
+    row.check(not silent, f"configured faults that never fired: {', '.join(silent)}")
     unknown = len(taken)
     row.check(
         reconciled == unknown,
         f"{unknown - reconciled} sends the provider took were not reconciled from events",
     )
+    # A connection closed before the provider took the mail is indistinguishable from one
+    # it took: each becomes needs_review, and the provider has none of them.
+    resets = final["faults"].get("reset", 0)
+    row.check(
+        sent + not_sent == resets and sent == 0,
+        f"{resets} lost before acceptance, but needs_review {sent + not_sent}"
+        f" ({sent} of them at the provider)",
+    )
     row.notes.append(
-        f"{stats['rejected'] - stats['faults']['reset']} answered 429/500 → {retried} transient"
+        f"faults fired {fired};"
+        f" {final['rejected'] - resets} answered 429/500 → {retried} transient"
         f" attempts retried later;"
         f" {unknown} accepted without our knowing → {reconciled} reconciled from events"
         f" ({early} of them before our call had even given up);"
-        f" {stats['faults']['reset']} lost before acceptance → needs_review {sent + not_sent}"
+        f" {resets} lost before acceptance → needs_review {sent + not_sent}"
         f" (operator: {not_sent} not sent, sent once; {sent} sent)"
     )
     return row
@@ -502,9 +584,10 @@ def case_two_beats(ctx: Context) -> Row:
             # CI's version does not wait the minute: once every opener's follow-up is out,
             # the timeouts come due now (Postgres owns time; this is the only time travel).
             openers = n // 2 + n % 2
-            wait(
+            if not wait(
                 ctx,
-                lambda: (
+                row=row,
+                predicate=lambda: (
                     Message.objects.filter(
                         tenant_id=world.tenant_id, step="follow_up", status_rank__gte=10
                     ).count()
@@ -513,7 +596,8 @@ def case_two_beats(ctx: Context) -> Row:
                 timeout=120,
                 what="the openers' follow-ups",
                 progress=progress,
-            )
+            ):
+                return row
             w._one(
                 "WITH moved AS (UPDATE campaigns_scheduledaction SET due_at = now()"
                 " WHERE tenant_id = %s AND kind = 'timeout' AND status = 'pending'"
@@ -527,7 +611,7 @@ def case_two_beats(ctx: Context) -> Row:
                 states.get("completed", 0) == n and settled(ctx, world) and w.deltas_pending() == 0
             )
 
-        wait(ctx, done, timeout=300, what="every journey", progress=progress)
+        wait(ctx, done, row=row, timeout=300, what="every journey", progress=progress)
     finally:
         for child in extra:
             child.stop()
@@ -641,13 +725,15 @@ def case_webhook_storm(ctx: Context) -> Row:
         name="storm", plan=PLAN_ENGAGE, emails=emails, webhook_public_key=signer.public_key
     )
     w.world_release(world)
-    wait(
+    if not wait(
         ctx,
         lambda: settled(ctx, world) and w.ledger(world).get("accepted", 0) == messages_wanted,
+        row=row,
         timeout=300,
         what="the sends the storm is about",
         progress=progress_of(ctx, world, messages_wanted),
-    )
+    ):
+        return row
     messages = list(
         Message.objects.filter(tenant_id=world.tenant_id)
         .order_by("pk")
@@ -690,6 +776,7 @@ def case_webhook_storm(ctx: Context) -> Row:
     wait(
         ctx,
         done,
+        row=row,
         timeout=600,
         what="normalisation",
         progress=lambda: f"receipts unprocessed {w.receipts_unprocessed(world):,}",

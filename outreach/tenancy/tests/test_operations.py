@@ -3,6 +3,7 @@ commands (one line on success, one line and a non-zero exit on bad input)."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from messaging.services.ratelimit import KEY_PREFIX
 from outreach import metrics
 from outreach.tenancy import controls
 from outreach.tenancy.models import AuditEntry, KillSwitch, Tenant
+from outreach.testing import processes
 from outreach.testing.world import world_build
 
 pytestmark = pytest.mark.django_db
@@ -304,6 +306,50 @@ def test_readiness_names_redis_when_it_is_down(client, settings):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert list(response.json()["failing"]) == ["redis"]
+
+
+# A web process whose PostgreSQL is gone: the same settings and code, its database a port
+# nothing listens on. It asks both checks the way a load balancer would.
+_PROBE = """
+import json
+import django
+
+django.setup()
+from django.test import Client
+
+client = Client()
+answers = {path: client.get(path) for path in ("/healthz", "/readyz")}
+print(json.dumps({path: [r.status_code, json.loads(r.content)] for path, r in answers.items()}))
+"""
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again when the block ends: nothing listens
+
+
+def test_healthz_and_readyz_name_the_database_when_postgres_is_down():
+    database_url = f"postgres://root@127.0.0.1:{_closed_port()}/outreach"
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        cwd=processes.ROOT,
+        env=processes.test_process_env(DATABASE_URL=database_url, LOG_LEVEL="ERROR"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    for path in ("/healthz", "/readyz"):
+        status, body = answers[path]
+        assert status == 503, (path, body)
+        assert body["status"] == "failing"
+        reason = body["failing"]["database"]
+        assert reason.startswith("OperationalError: connection failed: "), body
+        assert "Connection refused" in reason
+        assert "redis" not in body["failing"]  # Redis is up: only what is down is named
+    assert set(answers["/healthz"][1]["failing"]) == {"database"}
 
 
 # --- commands ---------------------------------------------------------------------------------

@@ -25,6 +25,14 @@ from chaos.services import PrivatePostgres, PrivateRedis
 from chaos.stack import ROOT, Stack, Timing, app_env
 
 ALL_CASES = (1, 2, 3, 4, 5, 6, 7, 8)
+# The whole run, setting up included, is bounded: CI's version under 3 minutes, the full
+# one under 15. Past it the run stops where it is, fails, and leaves no process behind.
+DEADLINE_SECONDS = {"short": 180, "full": 900}
+
+
+class SuiteDeadline(BaseException):
+    """SIGALRM in the driver: the run's time is up. A BaseException, so that no case's
+    ``except Exception`` takes it for a failure of its own and carries on."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,7 +41,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cases", default=",".join(map(str, ALL_CASES)), help="e.g. 1,4,8")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs)")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    parser.add_argument(
+        "--deadline",
+        type=int,
+        metavar="SECONDS",
+        help=f"fail the run past this (default {DEADLINE_SECONDS['short']} short,"
+        f" {DEADLINE_SECONDS['full']} full)",
+    )
     args = parser.parse_args(argv)
+    if args.deadline is None:
+        args.deadline = DEADLINE_SECONDS["short" if args.short else "full"]
     try:
         args.cases = [int(c) for c in args.cases.split(",") if c.strip()]
     except ValueError:
@@ -136,56 +153,84 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
 
+    def deadline_reached(*_: object) -> None:
+        raise SuiteDeadline
+
     atexit.register(cleanup)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: sys.exit(130))
-
-    print(f"chaos: private PostgreSQL and Redis in {root}", flush=True)
-    pg.init()
-    pg.start()
-    pg.createdb()
-    redis.start()
-    print(f"chaos: PostgreSQL :{pg.port}, Redis :{redis.port}; migrating", flush=True)
-    env = app_env(pg, redis, timing)
-    for command in (["migrate", "--noinput", "-v", "0"], ["periodic_tasks_sync"]):
-        subprocess.run(
-            [sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True,
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-    stack.start(workers=2)
-    print(
-        f"chaos: web {stack.web_url}, emulator {stack.emulator.host}, 2 workers, 1 beat"
-        f" ({time.monotonic() - started:.0f}s to set up)",
-        flush=True,
-    )
-    # The driver itself reads ground truth through Django, on the same private stores.
-    os.environ.update(stack.env)
-    import django
-
-    django.setup()
-    from chaos.cases import Context, case_run
-
-    ctx = Context(pg=pg, redis=redis, stack=stack, timing=timing, short=args.short, root=root)
+    signal.signal(signal.SIGALRM, deadline_reached)
+    signal.alarm(args.deadline)
+    where = "setting up"
     rows = []
     try:
-        for number in args.cases:
-            rows.append(case_run(ctx, number))
-            print(
-                f"== case {number}: {'PASS' if rows[-1].passed else 'FAIL'}"
-                f" in {rows[-1].seconds:.0f}s ==",
-                flush=True,
-            )
-    finally:
-        from django.db import connections
+        print(f"chaos: private PostgreSQL and Redis in {root}", flush=True)
+        pg.init()
+        pg.start()
+        pg.createdb()
+        redis.start()
+        print(f"chaos: PostgreSQL :{pg.port}, Redis :{redis.port}; migrating", flush=True)
+        env = app_env(pg, redis, timing)
+        for command in (["migrate", "--noinput", "-v", "0"], ["periodic_tasks_sync"]):
+            subprocess.run(
+                [sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True,
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+        stack.start(workers=2)
+        print(
+            f"chaos: web {stack.web_url}, emulator {stack.emulator.host}, 2 workers, 1 beat"
+            f" ({time.monotonic() - started:.0f}s to set up)",
+            flush=True,
+        )
+        # The driver itself reads ground truth through Django, on the same private stores.
+        os.environ.update(stack.env)
+        import django
 
-        connections.close_all()
-        report = table(rows, short=args.short, seconds=time.monotonic() - started)
-        print("\n" + report, flush=True)
-        if args.json:
-            Path(args.json).write_text(json.dumps([row.__dict__ for row in rows], indent=2))
-        if rows and not all(row.passed for row in rows):
-            args.keep = True  # the logs are the evidence
+        django.setup()
+        from chaos.cases import Context, Row, case_run
+
+        ctx = Context(pg=pg, redis=redis, stack=stack, timing=timing, short=args.short, root=root)
+        try:
+            for number in args.cases:
+                where = f"in case {number}"
+                case_started = time.monotonic()
+                try:
+                    rows.append(case_run(ctx, number))
+                except SuiteDeadline:
+                    row = Row(number, "(cut short by the deadline)", "")
+                    row.notes.append(f"FAILED: the run's {args.deadline} s deadline came mid-case")
+                    row.seconds = time.monotonic() - case_started
+                    rows.append(row)
+                    raise
+                print(
+                    f"== case {number}: {'PASS' if rows[-1].passed else 'FAIL'}"
+                    f" in {rows[-1].seconds:.0f}s ==",
+                    flush=True,
+                )
+            where = "reporting"
+        finally:
+            signal.alarm(0)  # the report and the clean-up always get their turn
+            from django.db import connections
+
+            connections.close_all()
+            report = table(rows, short=args.short, seconds=time.monotonic() - started)
+            print("\n" + report, flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps([row.__dict__ for row in rows], indent=2))
+            if not rows or not all(row.passed for row in rows):
+                args.keep = True  # the logs are the evidence
+            cleanup()
+    except SuiteDeadline:
+        signal.alarm(0)
+        args.keep = True
         cleanup()
+        print(
+            f"chaos: FAILED: past the {args.deadline} s deadline of the"
+            f" {'short' if args.short else 'full'} run ({where}); every process stopped,"
+            f" logs kept in {root}",
+            flush=True,
+        )
+        return 1
     passed = len(rows) == len(args.cases) and all(row.passed for row in rows)
     print(f"chaos: {sum(r.passed for r in rows)} passed, {sum(not r.passed for r in rows)} failed")
     return 0 if passed else 1

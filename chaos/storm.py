@@ -71,5 +71,9 @@ class StormPoster:
         return False
 
     def post_all(self, batches: list[list[dict]]) -> None:
-        with ThreadPoolExecutor(max_workers=self.threads) as pool:
+        pool = ThreadPoolExecutor(max_workers=self.threads)
+        try:
             list(pool.map(self.post, batches))
+        finally:
+            # Cut short (the run's deadline): the batches not yet started are dropped.
+            pool.shutdown(wait=True, cancel_futures=True)

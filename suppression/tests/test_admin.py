@@ -4,7 +4,8 @@ import pytest
 from django.urls import reverse
 
 from outreach.testing.world import world_build
-from suppression.models import Suppression
+from suppression.models import PhoneSuppression, Suppression
+from suppression.selectors import phone_suppression_check
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +71,81 @@ def test_inconsistent_or_duplicate_entries_are_form_errors_not_500s(admin_client
     assert response.status_code == 200
     assert response.context["adminform"].form.errors
     assert Suppression.objects.count() == 1
+
+
+# --- phone numbers ----------------------------------------------------------------------------
+
+PHONES = reverse("admin:suppression_phonesuppression_changelist")
+PHONE_ADD = reverse("admin:suppression_phonesuppression_add")
+
+
+def test_the_phone_changelist_filters_and_finds_a_number_as_people_type_it(
+    admin_client, tenant, other_tenant
+):
+    PhoneSuppression.objects.create(tenant=tenant, phone="+14155550100", reason="stop")
+    PhoneSuppression.objects.create(tenant=tenant, phone="+14155550101", reason="manual")
+    theirs = PhoneSuppression.objects.create(
+        tenant=other_tenant, phone="+14155550100", reason="carrier_opt_out"
+    )
+    response = admin_client.get(PHONES)
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 3
+
+    def phones(**query) -> list[tuple[int, str]]:
+        page = admin_client.get(PHONES, query)
+        assert page.status_code == 200
+        return sorted((row.tenant_id, row.phone) for row in page.context["cl"].result_list)
+
+    assert phones(reason__exact="carrier_opt_out") == [(other_tenant.pk, "+14155550100")]
+    assert phones(tenant__id__exact=tenant.pk) == [
+        (tenant.pk, "+14155550100"),
+        (tenant.pk, "+14155550101"),
+    ]
+    assert phones(q="+1 (415) 555-0101") == [(tenant.pk, "+14155550101")]
+    change = reverse("admin:suppression_phonesuppression_change", args=[theirs.pk])
+    page = admin_client.get(change)
+    assert page.status_code == 200
+    assert b'name="_save"' not in page.content  # an entry is removed, never edited
+
+
+def test_a_number_added_in_the_admin_is_stored_in_e164_and_suppressed(admin_client, tenant):
+    response = admin_client.post(
+        PHONE_ADD,
+        {"tenant": tenant.pk, "phone": "+1 415-555-0199", "reason": "manual", "note": "called"},
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    entry = PhoneSuppression.objects.get()
+    assert (entry.tenant_id, entry.phone, entry.reason, entry.note) == (
+        tenant.pk,
+        "+14155550199",
+        "manual",
+        "called",
+    )
+    assert phone_suppression_check(tenant_id=tenant.pk, phones=["+14155550199"]) == {"+14155550199"}
+
+
+@pytest.mark.parametrize(
+    ("phone", "field"),
+    [("not a number", "phone"), ("", "phone"), ("+1 415 555 0100", "__all__")],
+)
+def test_a_bad_or_duplicate_number_is_a_form_error(admin_client, tenant, phone, field):
+    PhoneSuppression.objects.create(tenant=tenant, phone="+14155550100", reason="stop")
+    response = admin_client.post(
+        PHONE_ADD, {"tenant": tenant.pk, "phone": phone, "reason": "manual"}
+    )
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert PhoneSuppression.objects.count() == 1
+
+
+def test_deleting_a_number_in_the_admin_lets_it_be_texted_again(admin_client, tenant):
+    kept = PhoneSuppression.objects.create(tenant=tenant, phone="+14155550100", reason="stop")
+    gone = PhoneSuppression.objects.create(tenant=tenant, phone="+14155550101", reason="stop")
+    response = admin_client.post(
+        PHONES, {"action": "delete_selected", "_selected_action": [gone.pk], "post": "yes"}
+    )
+    assert response.status_code == 302
+    assert list(PhoneSuppression.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert phone_suppression_check(
+        tenant_id=tenant.pk, phones=["+14155550100", "+14155550101"]
+    ) == {"+14155550100"}

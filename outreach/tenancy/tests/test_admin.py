@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -133,15 +134,43 @@ def test_the_audit_log_and_kill_switch_pages_load_and_are_read_only(
     assert admin_client.post(_url(model, "delete", row.pk), {"post": "yes"}).status_code == 403
 
 
-def test_every_project_model_in_the_admin_has_filters_and_search():
-    apps = {"tenancy", "campaigns", "messaging", "suppression", "analytics"}
-    missing = [
-        f"{model._meta.label}: {'filters' if not model_admin.list_filter else 'search'}"
-        for model, model_admin in admin.site._registry.items()
-        if model._meta.app_label in apps
-        and not (model_admin.list_filter and model_admin.search_fields)
-    ]
-    assert not missing, missing
+PROJECT_APPS = ("tenancy", "campaigns", "messaging", "suppression", "analytics")
+# The project's models deliberately kept out of the admin, and why. Each is bookkeeping of
+# the analytics pipeline that nobody acts on row by row; its figures are read through the
+# dashboard and the analytics API, and its freshness through FillState (which is here).
+_DERIVED = "derived counts, rebuilt from the ledger by analytics_refresh and analytics_recount"
+_QUEUE = "a queue written by triggers and emptied by analytics_refresh within seconds"
+NOT_IN_ADMIN = {
+    "analytics.HourlyRollup": _DERIVED,
+    "analytics.JourneyCount": _DERIVED,
+    "analytics.HourlyDelta": _QUEUE,
+    "analytics.JourneyDelta": _QUEUE,
+    "analytics.MessageFirst": "first-of-kind marks the triggers keep so a second open or "
+    "click is not counted as unique; the message's own events are in the admin",
+    "analytics.CampaignDailyStats": "a materialized view of the rollups (the dashboard's)",
+    "analytics.TenantDailyStats": "a materialized view of the rollups (the dashboard's)",
+    "analytics.SenderDailyStats": "a materialized view of the rollups (the dashboard's)",
+}
+
+
+def test_every_project_model_is_in_the_admin_with_filters_and_search():
+    """Walks the models, not the admin's registry: a new model left out of the admin fails
+    here until it is registered or listed in NOT_IN_ADMIN with its reason."""
+    models = [m for app in PROJECT_APPS for m in django_apps.get_app_config(app).get_models()]
+    problems = []
+    for model in models:
+        label, model_admin = model._meta.label, admin.site._registry.get(model)
+        if label in NOT_IN_ADMIN:
+            if model_admin is not None:
+                problems.append(f"{label}: in the admin, but listed in NOT_IN_ADMIN")
+        elif model_admin is None:
+            problems.append(f"{label}: not in the admin")
+        elif not model_admin.list_filter:
+            problems.append(f"{label}: no list filters")
+        elif not model_admin.search_fields:
+            problems.append(f"{label}: no search")
+    assert not problems, problems
+    assert set(NOT_IN_ADMIN) <= {model._meta.label for model in models}, "stale exclusions"
 
 
 def _action(admin_client, model, action: str, ids: list[int], reason: str | None):

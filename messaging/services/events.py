@@ -270,7 +270,7 @@ def _events_insert(
             "m": e.message_id,
             "n": e.enrollment_id,
             "t": e.event_type,
-            "o": e.occurred_at.isoformat(),
+            "o": e.occurred_at,
             "k": e.key,
             "p": e.provider_message_id,
             "e": e.email,
@@ -291,20 +291,25 @@ def _events_insert(
              k text, p text, e text, mo boolean, bc boolean, r jsonb)
         RETURNING provider_event_id, id
         """,
-        [tenant_id, received_at, receipt_id, jsonb_text(rows)],
+        [tenant_id, received_at, receipt_id, jsonb_text(rows, rfc3339=True)],
     )
     ids = dict(cursor.fetchall())  # keys are unique within a batch (claimed once each)
     for event in events:
         event.id = ids[event.key]
 
 
-def _status_of(event: NormalisedEvent) -> str | None:
-    if event.is_machine_open or event.is_bot_click:
-        return Message.Status.DELIVERED
-    return STATUS_FOR_EVENT.get(event.event_type)
+# Event type -> (message status, its rank); a machine open or a bot click proves delivery only.
+_STATUS_RANK_OF_EVENT: dict[str, tuple[str, int]] = {
+    event_type: (status, MESSAGE_STATUS_RANK[status])
+    for event_type, status in STATUS_FOR_EVENT.items()
+}
+_DELIVERED_RANK = (Message.Status.DELIVERED, MESSAGE_STATUS_RANK[Message.Status.DELIVERED])
+_NO_STATUS = ("", -1)
 
 
-def _error_of(event: NormalisedEvent) -> tuple[str, str]:
+def _error_of(event: NormalisedEvent | None) -> tuple[str, str]:
+    if event is None:
+        return "", ""
     raw = event.raw
     if event.event_type in ("bounce", "blocked"):
         code = f"{event.event_type}:{clean_text(raw.get('status'), 20)}".rstrip(":")
@@ -312,6 +317,20 @@ def _error_of(event: NormalisedEvent) -> tuple[str, str]:
     if event.event_type == "dropped":
         return "dropped", clean_text(raw.get("reason"), 2000)
     return "", ""
+
+
+@dataclass(slots=True)
+class _MessageBest:
+    """What a batch's events say of one message: the highest status (and the event that
+    set it, for its error), the ids they carry, and when the first and last happened."""
+
+    status: str
+    rank: int
+    ranked_by: NormalisedEvent | None
+    smtp_id: str
+    pmid: str
+    first: datetime.datetime
+    last: datetime.datetime
 
 
 def _messages_update(
@@ -329,33 +348,37 @@ def _messages_update(
     Returns the messages that were ``needs_review`` and that these events prove sent: their
     enrollments wait for an operator, who no longer needs to decide (see the caller).
     """
-    best: dict[int, dict[str, Any]] = {}
+    best: dict[int, _MessageBest] = {}
     for event in events:
-        if event.message_id is None:
+        mid = event.message_id
+        if mid is None:
             continue
-        state = best.get(event.message_id)
+        if event.is_machine_open or event.is_bot_click:
+            status, rank = _DELIVERED_RANK
+        else:
+            status, rank = _STATUS_RANK_OF_EVENT.get(event.event_type, _NO_STATUS)
+        state = best.get(mid)
         if state is None:
-            state = best[event.message_id] = {
-                "status": "",
-                "rank": -1,
-                "code": "",
-                "error": "",
-                "smtp_id": "",
-                "pmid": "",
-                "first": event.occurred_at,
-                "last": event.occurred_at,
-            }
-        status = _status_of(event)
-        rank = MESSAGE_STATUS_RANK[status] if status else -1
-        if rank > state["rank"]:
-            state["status"], state["rank"] = status, rank
-            state["code"], state["error"] = _error_of(event)
-        if event.smtp_id and (not state["smtp_id"] or event.event_type == "processed"):
-            state["smtp_id"] = event.smtp_id
-        if event.sg_prefix and not state["pmid"]:
-            state["pmid"] = event.sg_prefix[:200]
-        state["first"] = min(state["first"], event.occurred_at)
-        state["last"] = max(state["last"], event.occurred_at)
+            best[mid] = _MessageBest(
+                status,
+                rank,
+                event if rank >= 0 else None,
+                event.smtp_id,
+                event.sg_prefix[:200],
+                event.occurred_at,
+                event.occurred_at,
+            )
+            continue
+        if rank > state.rank:
+            state.status, state.rank, state.ranked_by = status, rank, event
+        if event.smtp_id and (not state.smtp_id or event.event_type == "processed"):
+            state.smtp_id = event.smtp_id
+        if event.sg_prefix and not state.pmid:
+            state.pmid = event.sg_prefix[:200]
+        if event.occurred_at < state.first:
+            state.first = event.occurred_at
+        elif event.occurred_at > state.last:
+            state.last = event.occurred_at
     if not best:
         return []
     # The state read without a lock can only be behind: a rank never falls and an id once
@@ -366,25 +389,26 @@ def _messages_update(
     changes: list[dict[str, Any]] = []
     for mid in sorted(best):
         current, state = messages[mid], best[mid]
-        rises = state["rank"] > current.status_rank
+        rises = state.rank > current.status_rank
         fills = (
-            state["smtp_id"] if not current.smtp_id and state["smtp_id"] else None,
-            state["pmid"] if not current.provider_message_id and state["pmid"] else None,
-            state["first"] if current.sent_at is None and state["rank"] >= accepted else None,
+            state.smtp_id if not current.smtp_id and state.smtp_id else None,
+            state.pmid if not current.provider_message_id and state.pmid else None,
+            state.first if current.sent_at is None and state.rank >= accepted else None,
         )
-        if not rises and all(value is None for value in fills):
+        if not rises and fills == (None, None, None):
             continue  # a repeat (another open of an opened message): the row stays as it is
+        code, error = _error_of(state.ranked_by)
         changes.append(
             {
                 "id": mid,
-                "status": state["status"] if rises else None,
-                "rank": state["rank"] if rises else -1,
-                "code": state["code"] or None,
-                "error": state["error"] or None,
+                "status": state.status if rises else None,
+                "rank": state.rank if rises else -1,
+                "code": code or None,
+                "error": error or None,
                 "smtp_id": fills[0],
                 "pmid": fills[1],
-                "sent_at": fills[2].isoformat() if fills[2] else None,
-                "last_at": state["last"].isoformat(),
+                "sent_at": fills[2],
+                "last_at": state.last,
             }
         )
     if not changes:
@@ -421,7 +445,7 @@ def _messages_update(
              error text, smtp_id text, pmid text, sent_at timestamptz, last_at timestamptz)
         WHERE m.id = v.id
         """,
-        [jsonb_text(changes)],
+        [jsonb_text(changes, rfc3339=True)],
     )
     return reviewed
 

@@ -155,12 +155,17 @@ def json_strict_loads(body: bytes | str) -> Any:
         raise ValueError("JSON nested too deeply") from exc
 
 
-def jsonb_text(value: Any) -> str:
-    """JSON text Postgres accepts as ``jsonb``: no NUL escape, no lone surrogate."""
+def jsonb_text(value: Any, *, rfc3339: bool = False) -> str:
+    """JSON text Postgres accepts as ``jsonb``: no NUL escape, no lone surrogate.
+
+    Datetimes are written through ``str`` as ``json`` wrote them (stored payloads keep that
+    form); ``rfc3339`` writes them as orjson does natively, for rows a statement reads back
+    as ``timestamptz`` at once (no ``isoformat`` call per value)."""
     try:
-        # Datetimes through ``str`` as ``json`` wrote them; orjson refuses lone surrogates
-        # and keys that are not strings, which ``json`` then writes.
-        text = orjson.dumps(value, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+        # orjson refuses lone surrogates and keys that are not strings, which ``json`` then
+        # writes.
+        option = 0 if rfc3339 else orjson.OPT_PASSTHROUGH_DATETIME
+        text = orjson.dumps(value, default=str, option=option).decode()
     except TypeError:
         text = utf8_safe(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
     if "\\u0000" in text:

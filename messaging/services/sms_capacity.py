@@ -79,7 +79,9 @@ def sms_capacity_acquire(
     ttls = [_ms(ends_at - now + KEY_SLACK) for *_, ends_at in buckets]
     args: list[int] = [1, max(ttls)]
     for (_, _, limit, ends_at), ttl in zip(buckets, ttls, strict=True):
-        args += [limit, ttl, int(ends_at.timestamp() * 1000)]
+        # Four values per bucket, as the script reads them; the last (seed the counter from
+        # the ledger when Redis lost it) is off: an SMS day counts from Redis alone.
+        args += [limit, ttl, int(ends_at.timestamp() * 1000), 0]
     grant_key = f"{KEY_PREFIX}grant:{tenant_id}:{grant_id}"
     status, retry_at_ms, blocked, *_ = _script(settings.REDIS_URL)(
         keys=[grant_key, *(key for _, key, _, _ in buckets)], args=args

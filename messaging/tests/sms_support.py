@@ -6,6 +6,8 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
@@ -16,7 +18,8 @@ from campaigns.tests.engine_support import (
     zone_at_local_hour,
 )
 from messaging.emulator.process import EmulatorProcess
-from messaging.models import Message, WebhookReceipt
+from messaging.models import Message, SenderIdentity, WebhookReceipt
+from messaging.services.ratelimit import KEY_PREFIX
 from messaging.services.sms_events import sms_receipt_process
 from outreach.tenancy.models import Tenant
 
@@ -68,16 +71,22 @@ def sms_campaign(
     numbers: list[str],
     plan: dict = PLAN_ONE_SMS,
     consent: str = Lead.SmsConsent.GRANTED,
+    identity: SenderIdentity | None = None,
+    label: str = "sms",
     **lead_fields: Any,
 ) -> list[Enrollment]:
-    """An active campaign on ``plan`` whose identity texts from ``SENDER_NUMBER``, one lead
-    per number (with SMS consent unless told otherwise), enrolled. The leads live where it is
-    noon now, so quiet hours never stop a test that does not mean them to."""
+    """An active campaign on ``plan`` whose identity texts from ``SENDER_NUMBER`` (or
+    ``identity``), one lead per number (with SMS consent unless told otherwise; ``label``
+    starts their addresses), enrolled. The leads live where it is noon now, so quiet hours
+    never stop a test that does not mean them to."""
     lead_fields.setdefault("timezone", zone_at_local_hour(12))
     Tenant.objects.filter(pk=tenant.pk).update(sms_enabled=True)
     tenant.refresh_from_db()
-    identity = identity_all_day(tenant, sms_from_number=SENDER_NUMBER, sms_per_second=1000)
-    emails = [f"sms{number[1:]}@prospect.example.com" for number in numbers]
+    identity = identity or identity_all_day(
+        tenant, sms_from_number=SENDER_NUMBER, sms_per_second=1000
+    )
+    sms_counters_clear(identity)
+    emails = [f"{label}{number[1:]}@prospect.example.com" for number in numbers]
     _, enrollments = campaign_enrolled(
         tenant, plan=plan, emails=emails, identity=identity, timezone=lead_fields["timezone"]
     )
@@ -90,6 +99,15 @@ def sms_campaign(
             **{k: v for k, v in lead_fields.items() if k != "timezone"},
         )
     return enrollments
+
+
+def sms_counters_clear(identity: SenderIdentity) -> None:
+    """Forget the SMS capacity an identity used today: identity ids restart with each new
+    test database, and Redis outlives it."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(f"{KEY_PREFIX}sms:i:{identity.pk}:*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 def texts_per_number(emulator: EmulatorProcess) -> Counter:

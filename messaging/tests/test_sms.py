@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from campaigns.models import Enrollment, Lead, ScheduledAction
@@ -16,6 +17,7 @@ from campaigns.services.campaigns import campaign_version_check
 from campaigns.tests.engine_support import (
     actions_make_due,
     enrollment_states,
+    identity_all_day,
     pending_actions,
     sweep_inline,
     wait_until,
@@ -374,6 +376,69 @@ def test_no_text_without_consent_or_to_a_suppressed_number(tenant, sms_settings)
         unconsented[0].lead.phone: "no SMS consent",
     }
     assert not sms_messages([*enrollments, *unconsented][1:])
+
+
+@pytest.mark.django_db
+def test_the_per_second_cap_of_a_number_sends_one_and_holds_the_rest(tenant, sms_settings):
+    emulator = sms_settings
+    numbers = phones(141, 3)
+    identity = identity_all_day(tenant, sms_from_number="+15550001141", sms_per_second=1)
+    enrollments = sms_campaign(tenant, numbers=numbers, identity=identity)
+    actions_make_due()
+    before = timezone.now()
+    sweep_inline()  # one batch, within one second (else a second text may go: that is fine)
+
+    sent = texts_per_number(emulator)
+    held = [a for e in enrollments for a in pending_actions(e, kind="sms")]
+    assert len(sent) + len(held) == 3 and set(sent.values()) == {1}
+    assert len(sent) == 1 or (timezone.now() - before).total_seconds() >= 1
+    assert held and {a.last_error for a in held} == {"no capacity: sms_number_second full"}
+    # Held to the next second, not to some later window.
+    assert all(a.due_at <= timezone.now() + datetime.timedelta(seconds=2) for a in held)
+    assert {m.status for m in sms_messages(enrollments)} == {"accepted"}  # no ledger for held
+
+    def all_sent() -> bool:
+        actions_make_due(kind="sms")
+        sweep_inline()
+        return len(texts_per_number(emulator)) == 3
+
+    wait_until(all_sent, timeout=15, what="the held texts to go out in the next seconds")
+    assert set(texts_per_number(emulator).values()) == {1}
+
+
+@pytest.mark.django_db
+def test_the_daily_sms_cap_holds_the_rest_until_the_identitys_next_day(tenant, sms_settings):
+    from messaging.services.capacity import identity_day_window
+
+    emulator = sms_settings
+    numbers = phones(142, 4)
+    identity = identity_all_day(
+        tenant,
+        sms_from_number="+15550001142",
+        sms_per_second=1000,
+        sms_daily_cap=2,
+        timezone="Asia/Tokyo",
+    )
+    enrollments = sms_campaign(tenant, numbers=numbers, identity=identity)
+    actions_make_due()
+    sweep_inline()
+
+    assert sum(texts_per_number(emulator).values()) == 2
+    held = [a for e in enrollments for a in pending_actions(e, kind="sms")]
+    assert len(held) == 2
+    assert {a.last_error for a in held} == {"no capacity: sms_identity_day full"}
+    next_day = identity_day_window(identity=identity, now=timezone.now()).ends_at
+    for action in held:
+        # Not before midnight in Tokyo, and then at the first moment quiet hours allow in the
+        # lead's own zone (theirs is noon now: the identity's midnight may fall in their night).
+        assert next_day <= action.due_at < next_day + datetime.timedelta(days=1)
+        lead = Enrollment.objects.get(pk=action.enrollment_id).lead
+        local = action.due_at.astimezone(ZoneInfo(lead.timezone))
+        assert datetime.time(8, 0) <= local.time() < datetime.time(21, 0)
+
+    actions_make_due()
+    sweep_inline()  # the same day: still full, nothing more goes out
+    assert sum(texts_per_number(emulator).values()) == 2
 
 
 @pytest.mark.django_db

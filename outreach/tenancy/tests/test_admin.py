@@ -1,5 +1,6 @@
 """Tenant admin: secrets never shown, keys replaced encrypted; every tenancy page loads."""
 
+import datetime
 import re
 
 import pytest
@@ -8,6 +9,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.urls import reverse
+from django.utils import timezone
 
 from campaigns.models import Campaign
 from messaging.models import Message, SenderIdentity, WebhookReceipt
@@ -245,6 +247,85 @@ def test_the_tenant_health_page_shows_the_figures(admin_client, tenant):
     ):
         assert label in text
     assert admin_client.get(reverse("admin:tenancy_tenant_health", args=[99999])).status_code == 404
+
+
+def test_the_tenant_health_page_counts_the_backlog_and_the_unknown_outcomes(
+    admin_client, tenant, other_tenant, settings
+):
+    settings.SEND_RECONCILE_GRACE_SECONDS = 15 * 60
+    now = timezone.now()
+    world = world_build(tenant=tenant)
+    # The other tenant's backlog and stuck sends are not this tenant's.
+    theirs = world_build(tenant=other_tenant)
+    Message.objects.filter(pk=theirs.message.pk).update(
+        status="sending", status_rank=0, updated_at=now - datetime.timedelta(hours=1)
+    )
+    WebhookReceipt.objects.filter(pk=theirs.receipt.pk).update(
+        received_at=now - datetime.timedelta(hours=2)
+    )
+
+    def message(status: str, minutes_ago: int) -> None:
+        """Another attempt of the world's step, left in ``status`` since ``minutes_ago``."""
+        sent = world.message
+        row = Message.objects.create(
+            tenant=tenant,
+            sender_identity=sent.sender_identity,
+            enrollment=sent.enrollment,
+            lead=sent.lead,
+            campaign=sent.campaign,
+            plan_version=sent.plan_version,
+            step=sent.step,
+            step_seq=sent.step_seq,
+            attempt=Message.objects.filter(enrollment=sent.enrollment).count() + 1,
+            to_email=sent.to_email,
+            subject=sent.subject,
+        )
+        Message.objects.filter(pk=row.pk).update(
+            status=status,
+            status_rank=int(status == "needs_review"),
+            updated_at=now - datetime.timedelta(minutes=minutes_ago),
+        )
+
+    message("sending", 10)
+    message("sending", 1)  # not stuck yet
+    message("sending", 20)  # past the reconcile grace too
+    message("needs_review", 30)
+    message("needs_review", 0)
+
+    def receipt(minutes_ago: int, processed: bool) -> None:
+        row = WebhookReceipt.objects.create(tenant=tenant, kind="events", body=b"[]")
+        WebhookReceipt.objects.filter(pk=row.pk).update(
+            received_at=now - datetime.timedelta(minutes=minutes_ago),
+            processed_at=now if processed else None,
+        )
+
+    # The world's own receipt (received now, unprocessed) and:
+    receipt(10, processed=False)
+    receipt(60, processed=True)
+    receipt(0, processed=True)
+
+    page = admin_client.get(reverse("admin:tenancy_tenant_health", args=[tenant.pk]))
+    assert page.status_code == 200
+    health = page.context["health"]
+    events = health["webhooks"]["events"]
+    assert events["unprocessed"] == 2
+    assert 600 <= events["oldest_age_seconds"] < 660
+    assert health["webhooks"]["inbound"]["unprocessed"] == 0
+    assert health["messages"] == {
+        "sending_over_5_minutes": 2,
+        "sending_past_reconcile_grace": 1,
+        "needs_review": 2,
+    }
+    # And what the operator reads on the page itself.
+    text = page.content.decode()
+    row = re.search(
+        r'<tr><td>events</td><td class="bad">(\d+)</td>\s*<td>[^<]+</td><td>(\d+)</td></tr>', text
+    )
+    assert row, text
+    assert int(row[1]) == 2 and 600 <= int(row[2]) < 660
+    assert re.search(r'after 5 minutes</th><td class="bad">2</td>', text)
+    assert re.search(r'15-minute reconcile grace</th><td class="bad">1</td>', text)
+    assert re.search(r'status__exact=needs_review">2</a>', text)
 
 
 # --- who may act: a staff user who may only look changes nothing ------------------------------

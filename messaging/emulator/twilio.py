@@ -15,7 +15,9 @@ What it does, as Twilio documents it:
   and signed like Twilio: ``X-Twilio-Signature`` is base64 HMAC-SHA1, keyed with the auth
   token, of the full URL followed by each POST parameter's name and value, sorted by name.
 - Inbound texts to the URL registered for the number (``POST /_emulator/sms/numbers`` or
-  ``sms_url``/``sms_numbers`` in the tenants file), signed the same way. The answer's TwiML
+  ``sms_url``/``sms_numbers`` in the tenants file), signed the same way; a text to the
+  number of a Messaging Service (the one a send through it came from) carries its
+  ``MessagingServiceSid``. The answer's TwiML
   ``<Message>`` is recorded as a text sent back to the person (STOP confirmations, HELP).
   A STOP (or STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT) marks the pair opted out, so later
   sends from that number answer 21610 until a START.
@@ -138,6 +140,7 @@ class SmsEmulator:
         self.routes = routes  # the SendGrid side's TenantRegistry: sms_url / sms_numbers
         self.options = SmsOptions()
         self.numbers: dict[str, str] = {}  # our number → inbound URL
+        self.services: dict[str, str] = {}  # a Messaging Service's number → its MG… SID
         self.opted_out: set[tuple[str, str]] = set()  # (person, our number)
         self.store: deque[dict[str, Any]] = deque(maxlen=20_000)
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=1000)
@@ -173,6 +176,7 @@ class SmsEmulator:
             self.deliveries.clear()
             self.counts.clear()
             self.numbers.clear()
+            self.services.clear()
             self.opted_out.clear()
             self._window.clear()
         self.options = SmsOptions()
@@ -280,6 +284,7 @@ class SmsEmulator:
         service = fields.get("MessagingServiceSid", "")
         if not sender and service:
             sender = self._service_number(service)
+            self.services[sender] = service
         record = {
             "sid": sid,
             "account_sid": self.account_sid,
@@ -351,7 +356,10 @@ class SmsEmulator:
 
     def _inbound_params(self, *, person: str, ours: str, body: str) -> dict[str, str]:
         sid = _sid("SM")
+        # Twilio names the Messaging Service of a number in its pool, as it does here.
+        service = {"MessagingServiceSid": self.services[ours]} if ours in self.services else {}
         return {
+            **service,
             "MessageSid": sid,
             "SmsSid": sid,
             "SmsMessageSid": sid,

@@ -19,7 +19,8 @@ Event types (``MessageEvent.event_type``), kept apart from the email ones so SMS
 counts in the email figures: ``sms_queued``, ``sms_sent``, ``sms_delivered``,
 ``sms_undelivered``, ``sms_failed`` from status callbacks; ``sms_reply``, ``sms_stop``,
 ``sms_start``, ``sms_help`` from inbound texts, attached to the latest text we sent that
-number from that sender (an unmatched text is kept with no message).
+number from that sender (our number, or the Messaging Service whose number it was texted
+to), else the latest text to that number; an unmatched text is kept with no message.
 """
 
 from __future__ import annotations
@@ -276,6 +277,7 @@ def _event_of(receipt: WebhookReceipt) -> _Event | None:
             f"sms_{status}", f"twilio:{sid}:{status}", params.get("To", ""), message, params
         )
     person, ours = params.get("From", ""), params.get("To", "")
+    service = params.get("MessagingServiceSid", "")
     keyword = sms_keyword(params.get("Body", ""))
     message = (
         Message.objects.for_tenant(tenant_id)
@@ -283,10 +285,15 @@ def _event_of(receipt: WebhookReceipt) -> _Event | None:
         .select_related("sender_identity")
         .order_by("-sent_at", "-id")
     )
-    matched = (
-        next((m for m in message[:20] if ours in ("", m.sender_identity.sms_from_number)), None)
-        or message.first()
-    )
+
+    def sent_from_there(candidate: Message) -> bool:
+        # The text was to our number, or to a number of the Messaging Service we sent through.
+        identity = candidate.sender_identity
+        return ours in ("", identity.sms_from_number) or (
+            bool(service) and service == identity.sms_messaging_service_sid
+        )
+
+    matched = next((m for m in message[:20] if sent_from_there(m)), None) or message.first()
     return _Event(f"sms_{keyword or 'reply'}", f"twilio:{sid}", person, matched, params)
 
 

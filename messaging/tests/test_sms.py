@@ -8,6 +8,8 @@ from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 from django.test import Client
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
@@ -26,6 +28,7 @@ from messaging.emulator.twilio import signature_compute
 from messaging.models import Message, MessageEvent, WebhookReceipt
 from messaging.providers.base import Accepted, Permanent, Transient
 from messaging.providers.twilio import OutboundSms, SmsCredentials, provider_sms_send
+from messaging.services.ratelimit import KEY_PREFIX
 from messaging.tests.sms_support import (
     PLAN_ONE_SMS,
     PLAN_SMS_BRANCHES,
@@ -376,6 +379,68 @@ def test_no_text_without_consent_or_to_a_suppressed_number(tenant, sms_settings)
         unconsented[0].lead.phone: "no SMS consent",
     }
     assert not sms_messages([*enrollments, *unconsented][1:])
+
+
+SERVICE_SID = "MG" + "ab" * 16
+
+
+@pytest.mark.django_db
+def test_a_text_through_a_messaging_service_counts_on_the_service_and_its_replies_find_it(
+    tenant, sms_settings, webhook_sink
+):
+    """An identity with a Messaging Service and no number: Twilio picks the sender from the
+    service's pool. Its per-second capacity is counted on the MG SID, and a reply to the
+    pool's number comes back to that text, though another sender texted the person since."""
+    emulator = sms_settings
+    person = phones(140, 1)[0]
+    service_identity = identity_all_day(
+        tenant, sms_from_number="", sms_messaging_service_sid=SERVICE_SID, sms_per_second=5
+    )
+    (through_service,) = sms_campaign(
+        tenant,
+        numbers=[person],
+        plan=PLAN_SMS_BRANCHES,
+        identity=service_identity,
+        label="service",
+    )
+    actions_make_due()
+    sweep_inline()
+    (record,) = emulator.sms_messages(to=person, direction="outbound-api")
+    assert record["messaging_service_sid"] == SERVICE_SID
+    pool_number = record["from"]
+    assert pool_number.startswith("+1555") and pool_number != SENDER_NUMBER
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    assert list(client.scan_iter(f"{KEY_PREFIX}sms:n:{SERVICE_SID}:*"))  # this second's bucket
+
+    # Later, the tenant's own number texts the same person from another campaign.
+    (through_number,) = sms_campaign(
+        tenant, numbers=[person], plan=PLAN_SMS_BRANCHES, label="number"
+    )
+    actions_make_due(enrollment_ids=[through_number.pk])
+    sweep_inline()
+    assert len(emulator.sms_messages(to=person, direction="outbound-api")) == 2
+    emulator.sms_wait_idle()
+    wait_until(lambda: len(webhook_sink.requests) >= 6, what="the status callbacks")
+
+    # The person answers the text that came from the service's number.
+    inbound_url = f"{webhook_sink.url}/webhooks/twilio/inbound/{tenant.public_id}/"
+    emulator.sms_register_number(pool_number, inbound_url)
+    emulator.sms_inbound(person=person, to=pool_number, body="Sure, call me")
+    emulator.sms_wait_idle()
+    wait_until(lambda: len(webhook_sink.requests) >= 7, what="the reply")
+    assert set(callbacks_replay(webhook_sink)) == {200, 204}
+
+    reply = MessageEvent.objects.get(event_type="sms_reply")
+    assert reply.raw["MessagingServiceSid"] == SERVICE_SID
+    assert reply.message_id == sms_messages([through_service])[0].pk
+    outcomes = {
+        e.pk: (e.state, e.outcome)
+        for e in Enrollment.objects.filter(pk__in=[through_service.pk, through_number.pk])
+    }
+    assert outcomes == {
+        through_service.pk: ("completed", "replied"),
+        through_number.pk: ("active", ""),
+    }
 
 
 @pytest.mark.django_db

@@ -18,6 +18,7 @@ by address after the erasure, the hashed suppression answers "already erased".
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from django.db import transaction
@@ -38,6 +39,17 @@ from suppression.models import Suppression
 from suppression.services import email_normalise, suppression_hashes, suppression_keep_as_hash
 
 logger = logging.getLogger(__name__)
+
+# The steps of an erasure, in order: ``lead_erase(progress=...)`` is called with each name
+# once it is done (the command's progress bar; the webhook bodies' scan is the long one).
+ERASURE_STEPS = (
+    "enrollments stopped",
+    "messages, events, replies and webhook bodies",
+    "enrollment reasons",
+    "suppression kept as a hash",
+    "lead",
+    "audit entry",
+)
 
 
 @dataclass
@@ -121,11 +133,18 @@ def _enrollment_texts_erase(*, tenant_id: int, lead_id: int, email: str, placeho
 
 
 def lead_erase(
-    *, tenant_id: int, lead_id: int, actor: str, reason: str = "", dry_run: bool = False
+    *,
+    tenant_id: int,
+    lead_id: int,
+    actor: str,
+    reason: str = "",
+    dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> ErasureReport:
     """Erase the lead's personal data (see the module). ``dry_run`` does everything, counts
-    it, and rolls it back."""
+    it, and rolls it back. ``progress`` is told each of ``ERASURE_STEPS`` as it is done."""
     report = ErasureReport(lead_id=lead_id)
+    done = progress or (lambda step: None)
     with transaction.atomic():
         lead = Lead.objects.for_tenant(tenant_id).select_for_update().filter(pk=lead_id).first()
         if lead is None:
@@ -145,19 +164,23 @@ def lead_erase(
                 enrollment=enrollment, trigger="erased", reason="lead erased on request", now=now
             ):
                 report.enrollments_stopped += 1
+        done(ERASURE_STEPS[0])
         placeholder = _placeholder(lead_id)
         report.messaging = lead_messaging_erase(
             tenant_id=tenant_id, lead_id=lead_id, email=email, placeholder=placeholder
         )
+        done(ERASURE_STEPS[1])
         report.enrollment_texts = _enrollment_texts_erase(
             tenant_id=tenant_id, lead_id=lead_id, email=email, placeholder=placeholder
         )
+        done(ERASURE_STEPS[2])
         report.global_suppressions_kept = Suppression.objects.filter(
             tenant__isnull=True, email=email
         ).count()
         report.suppression_hash = suppression_keep_as_hash(
             tenant_id=tenant_id, email=email, note=f"lead {lead_id} erased on request"
         )
+        done(ERASURE_STEPS[3])
         Lead.objects.filter(pk=lead_id, tenant_id=tenant_id).update(
             email=placeholder,
             first_name="",
@@ -174,6 +197,7 @@ def lead_erase(
             is_disposable=False,
             updated_at=now,
         )
+        done(ERASURE_STEPS[4])
         counts = {
             "enrollments_stopped": report.enrollments_stopped,
             **asdict(report.messaging),
@@ -189,6 +213,7 @@ def lead_erase(
             reason=reason,
             after=counts,
         )
+        done(ERASURE_STEPS[5])
         if dry_run:
             transaction.set_rollback(True)
     if not dry_run:

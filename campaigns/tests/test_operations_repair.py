@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from campaigns.models import Enrollment, Lead, ScheduledAction
 from campaigns.services.enrollment import enrollments_create
-from campaigns.services.erasure import lead_erase
+from campaigns.services.erasure import ERASURE_STEPS, lead_erase
 from campaigns.tests.engine_support import (
     PLAN_BRANCHES,
     PLAN_ONE_EMAIL,
@@ -33,6 +33,7 @@ from messaging.services.receipts import (
 from messaging.services.review import message_reconcile, message_review_resolve
 from outreach.common.errors import ApplicationError
 from outreach.tenancy.models import AuditEntry
+from outreach.testing.factories import LeadFactory
 from suppression.models import Suppression
 from suppression.selectors import suppression_check
 
@@ -327,6 +328,56 @@ def test_lead_erase_bad_input_is_one_line(tenant):
     with pytest.raises(CommandError, match="Lead not found"):
         _run("lead_erase", "--tenant", tenant.slug, "--lead-id", "999999", "--reason", "r")
     assert not InboundMessage.objects.exists()
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_lead_erase_refuses_a_blank_reason_and_erases_nothing(tenant, reason):
+    lead = LeadFactory(tenant=tenant, first_name="Jane")
+    for who in (["--lead-id", str(lead.pk)], ["--email", lead.email]):
+        with pytest.raises(CommandError, match=r"^--reason: give the request's reference$"):
+            _run("lead_erase", "--tenant", tenant.slug, *who, "--reason", reason)
+    assert Lead.objects.get(pk=lead.pk).first_name == "Jane"
+    assert not AuditEntry.objects.filter(action="lead.erase").exists()
+
+
+class _Terminal(StringIO):
+    """A stderr that says it is a terminal, as an operator's is (tqdm draws only there)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_lead_erase_draws_its_steps_on_stderr_unless_told_not_to(tenant):
+    first, second = LeadFactory(tenant=tenant), LeadFactory(tenant=tenant)
+    out, err = StringIO(), _Terminal()
+    call_command(
+        "lead_erase", "--tenant", tenant.slug, "--lead-id", str(first.pk), "--reason", "r",
+        stdout=out, stderr=err,
+    )  # fmt: skip
+    assert out.getvalue().strip().startswith(f"lead {first.pk}: erased")
+    assert len(out.getvalue().strip().splitlines()) == 1  # the bar never reaches stdout
+    drawn = err.getvalue()
+    steps = len(ERASURE_STEPS)
+    assert f"erasing lead {first.pk}" in drawn
+    assert f"{steps}/{steps}" in drawn
+    assert ERASURE_STEPS[-1] in drawn
+
+    quiet = _Terminal()
+    call_command(
+        "lead_erase", "--tenant", tenant.slug, "--lead-id", str(second.pk), "--reason", "r",
+        "--no-progress", stdout=StringIO(), stderr=quiet,
+    )  # fmt: skip
+    assert quiet.getvalue() == ""
+    assert Lead.objects.get(pk=second.pk).email == f"erased-{second.pk}@erased.invalid"
+
+
+def test_lead_erase_reports_each_step_once_in_order(tenant):
+    lead = LeadFactory(tenant=tenant)
+    done: list[str] = []
+    lead_erase(
+        tenant_id=tenant.pk, lead_id=lead.pk, actor="cli:dpo", reason="r", progress=done.append
+    )
+    assert done == list(ERASURE_STEPS)
 
 
 def test_reprocess_skips_erased_receipts_and_tells_held_inbound_from_processed(tenant):

@@ -29,9 +29,11 @@ from messaging.models import Message, MessageEvent, WebhookReceipt
 from messaging.providers.base import Accepted, Permanent, Transient
 from messaging.providers.twilio import OutboundSms, SmsCredentials, provider_sms_send
 from messaging.services.ratelimit import KEY_PREFIX
+from messaging.services.sms_events import sms_receipts_sweep
 from messaging.tests.sms_support import (
     PLAN_ONE_SMS,
     PLAN_SMS_BRANCHES,
+    PLAN_SMS_DELIVERY,
     SENDER_NUMBER,
     callbacks_replay,
     phones,
@@ -360,6 +362,70 @@ def test_replies_undelivered_and_silence_take_the_sms_steps_branches(
 
 
 @pytest.mark.django_db
+def test_a_delivery_report_takes_the_delivered_branch_and_a_failed_one_the_undelivered(
+    tenant, sms_settings, webhook_sink
+):
+    emulator = sms_settings
+    delivered, failed = phones(133, 1) + phones(134, 1, "14")  # 14: Twilio reports failed
+    enrollments = sms_campaign(tenant, numbers=[delivered, failed], plan=PLAN_SMS_DELIVERY)
+    actions_make_due()
+    sweep_inline()
+    assert enrollment_states(enrollments) == {"active": 2}  # waiting for the reports
+    emulator.sms_wait_idle()
+    wait_until(lambda: len(webhook_sink.requests) >= 6, what="3 callbacks for each text")
+    assert set(callbacks_replay(webhook_sink)) == {204}
+
+    outcomes = {
+        e.lead.phone: (e.state, e.outcome)
+        for e in Enrollment.objects.filter(pk__in=[e.pk for e in enrollments]).select_related(
+            "lead"
+        )
+    }
+    assert outcomes == {delivered: ("completed", "landed"), failed: ("completed", "unreachable")}
+    by_phone = {m.to_phone: m for m in sms_messages(enrollments)}
+    assert (by_phone[delivered].status, by_phone[delivered].error_code) == ("delivered", "")
+    assert (by_phone[failed].status, by_phone[failed].error_code) == (
+        "undelivered",
+        "twilio:30006",
+    )
+    failure = MessageEvent.objects.get(message=by_phone[failed], event_type="sms_failed")
+    assert failure.raw["ErrorCode"] == "30006"
+    # The no_reply timeout was cancelled by the branch taken.
+    assert not ScheduledAction.objects.filter(enrollment__in=[e.pk for e in enrollments])
+
+
+@pytest.mark.django_db
+def test_the_sweep_normalises_a_receipt_whose_hint_was_lost(
+    tenant, sms_settings, webhook_sink, settings
+):
+    emulator = sms_settings
+    (enrollment,) = sms_campaign(tenant, numbers=phones(135, 1))
+    actions_make_due()
+    sweep_inline()
+    emulator.sms_wait_idle()
+    wait_until(lambda: len(webhook_sink.requests) >= 3, what="the callbacks")
+    # Stored and answered; the hints are lost (they go out on commit, which never comes here).
+    assert set(callbacks_replay(webhook_sink, process=False)) == {204}
+    (message,) = sms_messages([enrollment])
+    receipts = WebhookReceipt.objects.filter(kind="sms_status")
+    assert receipts.count() == 3 and not receipts.exclude(processed_at=None).exists()
+
+    assert sms_receipts_sweep() == 0  # still within the grace period: a hint may yet come
+    assert message.status == "accepted" and not MessageEvent.objects.filter(message=message)
+
+    aged = timezone.now() - datetime.timedelta(seconds=settings.WEBHOOK_RECEIPT_GRACE_SECONDS + 1)
+    receipts.update(received_at=aged)
+    assert sms_receipts_sweep() == 3
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    assert sorted(
+        MessageEvent.objects.filter(message=message).values_list("event_type", flat=True)
+    ) == ["sms_delivered", "sms_queued", "sms_sent"]
+    assert not receipts.filter(processed_at=None).exists()
+    assert sms_receipts_sweep() == 0  # done once
+
+
+@pytest.mark.django_db
 def test_no_text_without_consent_or_to_a_suppressed_number(tenant, sms_settings):
     emulator = sms_settings
     consenting, suppressed = phones(127, 2)
@@ -684,6 +750,42 @@ def test_validation_counts_segments_and_the_preview_shows_the_leads_text(tenant,
         len(body.encode("utf-16-le")) // 2,
         2,
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "clock",
+    [
+        datetime.datetime(2027, 3, 14, 6, 45, tzinfo=datetime.UTC),  # 01:45 EST
+        datetime.datetime(2027, 3, 14, 7, 0, tzinfo=datetime.UTC),  # 02:00 EST is 03:00 EDT
+        datetime.datetime(2027, 3, 14, 7, 30, tzinfo=datetime.UTC),  # "02:30" is 03:30 EDT
+    ],
+    ids=["before-the-jump", "at-the-jump", "after-the-jump"],
+)
+def test_a_text_due_in_the_night_new_york_springs_forward_waits_for_eight_edt(
+    tenant, sms_settings, monkeypatch, clock
+):
+    """The send path's own clock at the DST change of 2027-03-14 in New York: nothing is
+    texted, and the action waits for 08:00 EDT, 12:00 UTC (not 13:00, 08:00 EST)."""
+    from types import SimpleNamespace
+
+    from messaging.services import sending_sms
+
+    emulator = sms_settings
+    (enrollment,) = sms_campaign(tenant, numbers=phones(137, 1), timezone="America/New_York")
+    actions_make_due()
+    # The send path reads the time once per batch (``timezone.now()``): that is the clock
+    # set here; the database's own clock only decides what is due.
+    monkeypatch.setattr(sending_sms, "timezone", SimpleNamespace(now=lambda: clock))
+    sweep_inline()
+
+    assert emulator.sms_messages() == []
+    assert not sms_messages([enrollment])
+    (action,) = pending_actions(enrollment, kind="sms")
+    assert action.last_error == "quiet hours for SMS (08:00-21:00 in the lead's time)"
+    assert action.due_at == datetime.datetime(2027, 3, 14, 12, 0, tzinfo=datetime.UTC)
+    local = action.due_at.astimezone(ZoneInfo("America/New_York"))
+    assert (local.hour, local.minute, local.tzname()) == (8, 0, "EDT")
 
 
 def test_quiet_hours_follow_the_leads_zone_across_the_dst_change(settings):

@@ -93,6 +93,7 @@ class SmsOptions:
     rate_per_second: int = 0  # per sender; 0 = unlimited
     fault_429_share: float = 0.0
     fault_500_share: float = 0.0
+    retry_after_seconds: int = 1  # the Retry-After of a 429
     # Twilio's own opt-out handling: after a STOP, sends to that person answer 21610. Off,
     # only the application's suppression stands between a STOP and the next text (tests).
     carrier_opt_out: bool = True
@@ -229,7 +230,7 @@ class SmsEmulator:
             return _error(500, 20500, "Internal Server Error")
         if options.fault_429_share and self._rng.random() < options.fault_429_share:
             self._count("rejected")
-            return _error(429, 20429, "Too Many Requests", [("Retry-After", "1")])
+            return self._too_many()
         refusal = self._refusal(fields)
         if refusal is not None:
             self._count("rejected")
@@ -237,8 +238,12 @@ class SmsEmulator:
         sender = fields.get("From") or fields.get("MessagingServiceSid", "")
         if options.rate_per_second and self._over_rate(sender):
             self._count("rejected")
-            return _error(429, 20429, "Too Many Requests", [("Retry-After", "1")])
+            return self._too_many()
         return self._accept(fields)
+
+    def _too_many(self) -> Response:
+        retry_after = str(self.options.retry_after_seconds)
+        return _error(429, 20429, "Too Many Requests", [("Retry-After", retry_after)])
 
     def _refusal(self, fields: dict[str, str]) -> Response | None:
         to = fields.get("To", "")

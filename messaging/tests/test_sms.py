@@ -426,6 +426,46 @@ def test_the_sweep_normalises_a_receipt_whose_hint_was_lost(
 
 
 @pytest.mark.django_db
+def test_a_429_reschedules_the_text_no_earlier_than_retry_after_and_it_goes_once(
+    tenant, sms_settings
+):
+    emulator = sms_settings
+    # Retry-After longer than our own first backoff (30 s), so honouring it shows.
+    emulator.sms_configure(fault_429_share=1.0, retry_after_seconds=120)
+    number = phones(136, 1)[0]
+    (enrollment,) = sms_campaign(tenant, numbers=[number])
+    actions_make_due()
+    before = timezone.now()
+    sweep_inline()
+
+    assert emulator.sms_messages(direction="outbound-api") == []
+    (action,) = pending_actions(enrollment, kind="sms")
+    assert action.last_error == "provider transient error: rate_limited"
+    assert action.due_at >= before + datetime.timedelta(seconds=119)  # Retry-After: 120
+    (first,) = sms_messages([enrollment])
+    assert (first.attempt, first.status, first.error_code) == (
+        1,
+        "failed",
+        "transient:rate_limited",
+    )
+    sweep_inline()  # not due yet: nothing happens
+    assert len(sms_messages([enrollment])) == 1
+
+    emulator.sms_configure(fault_429_share=0.0)
+    actions_make_due()
+    sweep_inline()
+    actions_make_due()
+    sweep_inline()  # a duplicated run finds the step sent
+    assert texts_per_number(emulator) == {number: 1}
+    assert [(m.attempt, m.status) for m in sms_messages([enrollment])] == [
+        (1, "failed"),
+        (2, "accepted"),
+    ]
+    enrollment.refresh_from_db()
+    assert (enrollment.state, enrollment.outcome) == ("completed", "texted")
+
+
+@pytest.mark.django_db
 def test_no_text_without_consent_or_to_a_suppressed_number(tenant, sms_settings):
     emulator = sms_settings
     consenting, suppressed = phones(127, 2)

@@ -34,6 +34,7 @@ from messaging.services.review import message_reconcile, message_review_resolve
 from outreach.common.errors import ApplicationError
 from outreach.tenancy.models import AuditEntry
 from outreach.testing.factories import LeadFactory
+from outreach.testing.world import world_build
 from suppression.models import Suppression
 from suppression.selectors import suppression_check
 
@@ -191,6 +192,28 @@ def test_reconcile_without_evidence_leaves_the_message_for_review(tenant, engine
     assert Message.objects.get(pk=message.pk).status == Message.Status.NEEDS_REVIEW
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--older-than-minutes", "-1"], r"^--older-than-minutes must be 0 or more$"),
+        (["--older-than-minutes", "soon"], "invalid int value: 'soon'"),
+        (["--tenant", "nobody"], "no tenant with slug or id 'nobody'"),
+    ],
+)
+def test_reconcile_bad_input_is_one_line_and_touches_nothing(tenant, args, message):
+    world = world_build(tenant=tenant)
+    an_hour_ago = timezone.now() - datetime.timedelta(hours=1)
+    Message.objects.filter(pk=world.message.pk).update(
+        status=Message.Status.SENDING, status_rank=0, updated_at=an_hour_ago
+    )
+    with pytest.raises(CommandError, match=message) as refused:
+        _run("messages_reconcile", *args, "--no-progress")
+    assert "\n" not in str(refused.value)
+    message_row = Message.objects.get(pk=world.message.pk)
+    assert (message_row.status, message_row.updated_at) == (Message.Status.SENDING, an_hour_ago)
+    assert not AuditEntry.objects.exclude(pk=world.audit.pk).exists()
+
+
 def test_reprocessing_receipts_twice_stores_their_events_once(
     tenant, engine_settings, webhook_sink, events_cleanup
 ):
@@ -218,6 +241,45 @@ def test_reprocessing_receipts_twice_stores_their_events_once(
     assert WebhookReceipt.objects.get(pk=receipt_id).processed_at is not None
     dry = _run("webhook_receipts_reprocess", "--since", since, "--dry-run")
     assert dry.startswith("dry run: would re-process 1 receipts")
+
+
+def test_reprocess_leaves_receipts_outside_the_time_range_alone(tenant):
+    now = timezone.now()
+    long_ago = now - datetime.timedelta(days=3)
+
+    def receipt(minutes_ago: int, *, processed: bool) -> int:
+        row = WebhookReceipt.objects.create(
+            tenant=tenant, kind="events", body=b"[]", content_type="application/json"
+        )
+        WebhookReceipt.objects.filter(pk=row.pk).update(
+            received_at=now - datetime.timedelta(minutes=minutes_ago),
+            processed_at=long_ago if processed else None,
+            attempts=int(processed),
+        )
+        return row.pk
+
+    before_since = [receipt(90, processed=False), receipt(61, processed=True)]
+    inside = [receipt(59, processed=False), receipt(11, processed=True)]
+    after_until = [receipt(9, processed=False)]
+    untouched = {
+        row["id"]: row
+        for row in WebhookReceipt.objects.filter(pk__in=before_since + after_until).values()
+    }
+    since = (now - datetime.timedelta(minutes=60)).isoformat()
+    until = (now - datetime.timedelta(minutes=10)).isoformat()
+
+    dry = _run("webhook_receipts_reprocess", "--since", since, "--until", until, "--dry-run")
+    assert dry.startswith("dry run: would re-process 2 receipts")
+    line = _run("webhook_receipts_reprocess", "--since", since, "--until", until, "--no-progress")
+
+    assert line.startswith("re-processed 2 of 2 receipts")
+    for row in WebhookReceipt.objects.filter(pk__in=inside):
+        assert row.processed_at is not None and row.processed_at > long_ago, row.pk
+    after = {
+        row["id"]: row
+        for row in WebhookReceipt.objects.filter(pk__in=before_since + after_until).values()
+    }
+    assert after == untouched
 
 
 @pytest.mark.parametrize(

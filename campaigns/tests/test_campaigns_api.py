@@ -265,11 +265,23 @@ def test_pause_keeps_work_resume_continues_archive_stops(api, tenant):
     actions_before = set(ScheduledAction.objects.values_list("id", "due_at", "status"))
     assert len(actions_before) == 3
 
-    response = api.post(f"{base}/pause/")
+    response = api.post(f"{base}/pause/", {"reason": "client asked"}, format="json")
     assert response.json()["status"] == "paused"
     assert set(Enrollment.objects.values_list("state", flat=True)) == {"active"}
     assert set(ScheduledAction.objects.values_list("id", "due_at", "status")) == actions_before
     assert api.post(f"{base}/pause/").status_code == 200  # repeating is harmless
+    # Audited once (the repeat changed nothing): who, what, why, before and after.
+    entries = api.get("/api/v1/audit-log/", {"action": "campaign.pause"}).json()["results"]
+    assert len(entries) == 1, entries
+    pause = entries[0]
+    assert pause["actor"].startswith("api-key:")
+    assert (pause["target_type"], pause["target_id"], pause["reason"]) == (
+        "campaign",
+        str(campaign["id"]),
+        "client asked",
+    )
+    assert (pause["before"], pause["after"]) == ({"status": "active"}, {"status": "paused"})
+    assert pause["created_at"]
     response = api.post(f"{base}/activate/")
     assert response.status_code == 400
     assert _error(response)["code"] == "invalid_transition"

@@ -887,6 +887,7 @@ def case_hostile_input(ctx: Context) -> Row:
     row.check(tally.leaked == 0, f"{tally.leaked} responses leaked another tenant's data")
     row.check(tally.server_errors == 0, f"{tally.server_errors} answers 5xx: {tally.failures[:5]}")
     row.check(tally.effects == 0, f"{tally.effects} side effects: {tally.failures[:5]}")
+    row.check(tally.unchecked == 0, f"{tally.unchecked} probes unchecked: {tally.failures[:5]}")
     row.events = f"{tally.server_errors} 5xx"
     row.duplicates = 0
     row.lost = 0

@@ -1,5 +1,6 @@
 """Bad and hostile input, sent over real HTTP to a running web process (case 8 of the chaos
-suite; ``outreach/tests/test_hostile_input.py`` runs the same against pytest's live server).
+suite; ``outreach/tenancy/tests/test_hostile_input.py`` runs the same against pytest's live
+server).
 
 Two tenants: the attacker A (its own API key, its own data) and the victim B, whose rows
 carry a marker string. Every probe says what a safe answer is; the tally counts
@@ -8,7 +9,10 @@ carry a marker string. Every probe says what a safe answer is; the tally counts
   event / suppression / enrollment it caused);
 - *leaked*: a response carrying B's marker, or one that tells B's ids from ids that do not
   exist (another tenant's id must look exactly like a missing one: same status);
-- *server errors*: any 5xx, or no answer at all.
+- *server errors*: any 5xx, or no answer at all;
+- *unchecked*: a probe that could not be made or judged (a route whose ids it cannot fill,
+  stored webhooks never normalised, a genuine control refused): the run fails on it, since a
+  route left out would pass silently.
 """
 
 from __future__ import annotations
@@ -24,18 +28,21 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
+from django.conf import settings
 from django.core import signing
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from analytics.views import share_token_make
 from campaigns.models import Enrollment, EnrollmentTransition, Lead
+from messaging.emulator.twilio import signature_compute
 from messaging.emulator.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, Signer
 from messaging.models import InboundMessage, MessageEventKey, WebhookReceipt
 from outreach.tenancy.models import Tenant, TenantAPIKey
 from outreach.testing.world import World as TenantWorld
 from outreach.testing.world import world_build as tenant_world_build
-from suppression.models import Suppression
+from suppression.models import PhoneSuppression, Suppression
 from suppression.unsubscribe import unsubscribe_token_make
 
 GHOST_ID = 987_654_321
@@ -63,7 +70,11 @@ def hostile_world_build() -> HostileWorld:
     )
     victim = tenant_world_build(tenant=TenantFactory(webhook_public_key=victim_signer.public_key))
     address = f"{marker}@prospect.example.com"
-    Lead.objects.filter(pk=victim.lead.pk).update(email=address, first_name=marker)
+    # A number that texts in: a forged STOP must not revoke its consent.
+    phone = f"+1555{secrets.randbelow(10**7):07d}"
+    Lead.objects.filter(pk=victim.lead.pk).update(
+        email=address, first_name=marker, phone=phone, sms_consent=Lead.SmsConsent.GRANTED
+    )
     victim.message.__class__.objects.filter(pk=victim.message.pk).update(to_email=address)
     victim.campaign.__class__.objects.filter(pk=victim.campaign.pk).update(name=marker)
     victim.identity.__class__.objects.filter(pk=victim.identity.pk).update(
@@ -94,6 +105,7 @@ class Tally:
     leaked: int = 0
     server_errors: int = 0
     effects: int = 0
+    unchecked: int = 0
     by_kind: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
@@ -109,8 +121,17 @@ class Tally:
         )
         return (
             f"{self.requests} requests ({kinds}; {len(self.by_kind)} kinds); answers {codes}; accepted {self.accepted},"
-            f" leaked {self.leaked}, 5xx {self.server_errors}, side effects {self.effects}"
+            f" leaked {self.leaked}, 5xx {self.server_errors}, side effects {self.effects},"
+            f" unchecked {self.unchecked}"
         )
+
+    def effect(self, failure: str) -> None:
+        self.effects += 1
+        self.failures.append(failure)
+
+    def not_checked(self, failure: str) -> None:
+        self.unchecked += 1
+        self.failures.append(failure)
 
 
 class Prober:
@@ -130,8 +151,11 @@ class Prober:
         key: str | None = None,
         safe: tuple[int, ...] = (400, 403, 404, 405, 413, 414, 431),
         check_marker: bool = True,
+        control: bool = False,
     ) -> Answer:
-        """One probe; ``safe`` are the refusals that are right for it."""
+        """One probe; ``safe`` are the answers that are right for it. A ``control`` is a
+        genuine request the probes around it are measured against: refused, they prove
+        nothing, and the run is unchecked rather than passed."""
         headers = dict(headers or {})
         if key:
             headers["Authorization"] = f"Api-Key {key}"
@@ -160,6 +184,8 @@ class Prober:
         elif answer.status is None or answer.status >= 500:
             tally.server_errors += 1
             tally.failures.append(label)
+        elif answer.status not in safe and control:
+            tally.not_checked(label + " (a genuine control, refused)")
         elif answer.status not in safe:
             tally.accepted += 1
             tally.failures.append(label)
@@ -180,8 +206,8 @@ class Prober:
 # --- the API with another tenant's ids --------------------------------------------------------
 
 
-def _routes() -> list[str]:
-    """Every API route with a path parameter, as a template (``<pk>``...)."""
+def _routes(prefix: str = "api/v1/") -> list[str]:
+    """Every route under ``prefix`` with a path parameter, as a template (``<pk>``...)."""
     found: list[str] = []
 
     def walk(patterns: list, prefix: str) -> None:
@@ -195,7 +221,7 @@ def _routes() -> list[str]:
     walk(get_resolver().url_patterns, "")
     routes = []
     for text in found:
-        if not text.startswith("api/v1/"):
+        if not text.startswith(prefix):
             continue
         path = text.replace("^", "").replace("$", "")
         path = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"<\1>", path)
@@ -240,7 +266,7 @@ def _api_cross_tenant(prober: Prober, world: HostileWorld) -> None:
     for route in _routes():
         victims_path, ghost_path = _fill(route, world.victim), _fill(route, None)
         if victims_path is None or ghost_path is None:
-            prober.tally.failures.append(f"route not probed (unknown id kind): {route}")
+            prober.tally.not_checked(f"route not probed (unknown id kind): {route}")
             continue
         for method, body in _BODIES.items():
             headers = {"Content-Type": "application/json"} if body else {}
@@ -278,8 +304,7 @@ def _api_cross_tenant(prober: Prober, world: HostileWorld) -> None:
         prober.tally.leaked += 1
         prober.tally.failures.append("enroll: another tenant's lead answered unlike a missing one")
     if Enrollment.objects.filter(lead_id=b.lead.pk, campaign_id=a.campaign.pk).exists():
-        prober.tally.effects += 1
-        prober.tally.failures.append("enroll: another tenant's lead was enrolled")
+        prober.tally.effect("enroll: another tenant's lead was enrolled")
     probes = [
         ("/api/v1/campaigns/", {"name": "x", "sender_identity_id": b.identity.pk}),
         ("/api/v1/campaigns/", {"name": "x", "sender_identity": b.identity.pk}),
@@ -319,6 +344,43 @@ def _api_cross_tenant(prober: Prober, world: HostileWorld) -> None:
             "dashboard", "GET", f"{path}?share={signing.dumps({'t': b.tenant.pk})}",
             safe=(302, 403, 404),
         )  # fmt: skip
+
+
+# --- the dashboard with another tenant's ids ---------------------------------------------------
+
+
+def _dashboard_cross_tenant(prober: Prober, world: HostileWorld) -> None:
+    """Every dashboard route with a parameter, opened with the attacker's own genuine share
+    link: its own rows answer (the control), the victim's campaign answers exactly like one
+    that does not exist, and the victim's pages send it to sign in."""
+    a, b = world.attacker, world.victim
+    share = f"?share={share_token_make(tenant=a.tenant)}"
+    for route in _routes("dashboard/"):
+        params = set(re.findall(r"<(\w+)>", route))
+        if params - {"slug", "campaign_id"} or "slug" not in params:
+            prober.tally.not_checked(f"dashboard route not probed (unknown parameter): {route}")
+            continue
+
+        def fill(route: str, slug: str, campaign_id: int) -> str:
+            return route.replace("<slug>", slug).replace("<campaign_id>", str(campaign_id))
+
+        own = fill(route, a.tenant.slug, a.campaign.pk)
+        prober.send("dashboard-cross-tenant", "GET", own + share, safe=(200,), control=True)
+        # The victim's slug with the attacker's link: not theirs to see.
+        prober.send(
+            "dashboard-cross-tenant", "GET", fill(route, b.tenant.slug, b.campaign.pk) + share,
+            safe=(302, 404),
+        )  # fmt: skip
+        if "campaign_id" in params:
+            victims = prober.send(
+                "dashboard-cross-tenant", "GET", fill(route, a.tenant.slug, b.campaign.pk) + share,
+                safe=(404,),
+            )  # fmt: skip
+            ghosts = prober.send(
+                "dashboard-cross-tenant", "GET", fill(route, a.tenant.slug, GHOST_ID) + share,
+                safe=(404,),
+            )  # fmt: skip
+            prober.leak_if_different(f"GET {route}", victims, ghosts)
 
 
 # --- the Event Webhook ------------------------------------------------------------------------
@@ -369,7 +431,9 @@ def _webhooks(prober: Prober, world: HostileWorld) -> None:
         ("another tenant's URL", f"/webhooks/sendgrid/events/{world.attacker.tenant.public_id}/",
          body, _signed(b_signer, body)),
     ]  # fmt: skip
-    keys_before = MessageEventKey.objects.filter(tenant=b.tenant).count()
+    tenants = (world.attacker.tenant, b.tenant)
+    _normalised(prober, *tenants)  # what the worlds left; from here on, only the probes count
+    before = _stored(*tenants)
     for name, path, payload, headers in cases:
         prober.send(f"webhook: {name}", "POST", path, body=payload, headers=headers, safe=refused)
     # Bodies the parser must refuse even when properly signed (signed: the key leaked).
@@ -387,42 +451,162 @@ def _webhooks(prober: Prober, world: HostileWorld) -> None:
             f"webhook: {name}", "POST", url, body=payload, headers=_signed(b_signer, payload),
             safe=refused,
         )  # fmt: skip
-    if MessageEventKey.objects.filter(tenant=b.tenant).count() != keys_before:
-        prober.tally.effects += 1
-        prober.tally.failures.append("a refused webhook stored an event")
+    # Had one been taken, its events would be stored only once it is normalised.
+    _normalised(prober, *tenants)
+    if _stored(*tenants) != before:
+        prober.tally.effect(f"a refused webhook stored something: {before} -> {_stored(*tenants)}")
     # A replay of a genuine delivery is SendGrid re-delivering: accepted, and changes nothing.
     genuine = json.dumps([_event(b, event="delivered", type=None)]).encode()
     headers = _signed(b_signer, genuine)
-    prober.send("webhook: genuine (control)", "POST", url, body=genuine, headers=headers,
-                safe=(200, 204))  # fmt: skip
-    _receipts_wait(b.tenant)
-    keys_after_first = MessageEventKey.objects.filter(tenant=b.tenant).count()
+    _replayed(prober, "webhook", url, genuine, headers, b.tenant)
+
+
+def _stored(*tenants: Tenant) -> tuple[int, int]:
+    """(webhook receipts, event keys) of the tenants: a refused request adds to neither."""
+    return (
+        WebhookReceipt.objects.filter(tenant__in=tenants).count(),
+        MessageEventKey.objects.filter(tenant__in=tenants).count(),
+    )
+
+
+def _replayed(
+    prober: Prober, name: str, path: str, body: bytes, headers: dict[str, str], tenant: Tenant
+) -> None:
+    """A genuine callback stores exactly one event (the control: without it the replays
+    prove nothing); posted three times more, it is accepted each time (providers re-deliver)
+    and stores nothing more."""
+    keys = MessageEventKey.objects.filter(tenant=tenant)
+    first = keys.count()
+    prober.send(f"{name}: genuine (control)", "POST", path, body=body, headers=headers,
+                safe=(200, 204), control=True)  # fmt: skip
+    _normalised(prober, tenant)
+    once = keys.count()
+    if once != first + 1:
+        prober.tally.not_checked(f"{name}: the genuine control stored {once - first} events, not 1")
     for _ in range(3):
-        prober.send("webhook: replayed", "POST", url, body=genuine, headers=headers,
+        prober.send(f"{name}: replayed", "POST", path, body=body, headers=headers,
                     safe=(200, 204))  # fmt: skip
-    _receipts_wait(b.tenant)
-    if MessageEventKey.objects.filter(tenant=b.tenant).count() != keys_after_first:
-        prober.tally.effects += 1
-        prober.tally.failures.append("a replayed webhook stored an event twice")
+    _normalised(prober, tenant)
+    if keys.count() != once:
+        prober.tally.effect(f"{name}: a replay stored {keys.count() - once} events more")
 
 
-def _receipts_wait(tenant: Tenant, timeout: float = 60.0) -> None:
-    """Normalise what the view stored (the worker does it in a deployment; here, in case no
-    worker runs, this process does, which is equally safe: receipts are claimed once)."""
+def _normalised(prober: Prober, *tenants: Tenant, timeout: float = 60.0) -> None:
+    """Normalise every stored webhook of the tenants, whatever its kind (a worker does it in
+    a deployment; this process too, in case none runs, which is equally safe: a receipt is
+    claimed once). Not done in ``timeout``: the checks that follow would prove nothing."""
+    from messaging.services.inbound import inbound_receipt_process
     from messaging.services.receipts import webhook_receipt_normalise
+    from messaging.services.sms_events import sms_receipt_process
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    crashed: set[int] = set()
+    while True:
         pending = list(
-            WebhookReceipt.objects.filter(tenant=tenant, processed_at__isnull=True).values_list(
-                "pk", flat=True
-            )
+            WebhookReceipt.objects.filter(tenant__in=tenants, processed_at__isnull=True)
+            .exclude(pk__in=crashed)
+            .values_list("pk", "kind", "tenant_id")
         )
         if not pending:
             return
-        for receipt_id in pending:
-            webhook_receipt_normalise(receipt_id=receipt_id)
+        if time.monotonic() > deadline:
+            prober.tally.not_checked(f"{len(pending)} stored webhooks never normalised")
+            return
+        for receipt_id, kind, tenant_id in pending:
+            try:
+                if kind == WebhookReceipt.Kind.EVENTS:
+                    webhook_receipt_normalise(receipt_id=receipt_id)
+                elif kind == WebhookReceipt.Kind.INBOUND:
+                    inbound_receipt_process(tenant_id=tenant_id, receipt_id=receipt_id)
+                else:
+                    sms_receipt_process(receipt_id=receipt_id)
+            except Exception as exc:  # a worker would crash on it too: a server error
+                crashed.add(receipt_id)
+                prober.tally.server_errors += 1
+                prober.tally.failures.append(
+                    f"{kind} receipt {receipt_id} crashed its processing: {type(exc).__name__}"
+                )
         time.sleep(0.2)
+
+
+# --- Twilio's callbacks -------------------------------------------------------------------------
+
+
+def _twilio(prober: Prober, world: HostileWorld) -> None:
+    """Status callbacks and inbound texts: Twilio signs the URL (query included) and the
+    form parameters with our account's auth token, and has no timestamp, so a signature
+    made for another request (another tenant's URL, other parameters) is the stale one."""
+    a, b = world.attacker, world.victim
+    token = settings.TWILIO_AUTH_TOKEN
+    base = f"{prober.url.scheme}://{prober.url.netloc}"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    refused = (400, 403, 404, 413)
+
+    def path_of(kind: str, tenant: Tenant, query: str = "") -> str:
+        return f"/webhooks/twilio/{kind}/{tenant.public_id}/{query}"
+
+    def signed(path: str, params: dict[str, str], key: str = token) -> dict[str, str]:
+        signature = signature_compute(auth_token=key, url=base + path, params=params)
+        return {**form, "X-Twilio-Signature": signature}
+
+    def sid() -> str:
+        return "SM" + uuid.uuid4().hex
+
+    ours = "+15550000001"
+    # A STOP from the victim's lead (it would revoke its consent) and a report that the
+    # victim's message was not delivered (it would mark it so).
+    stop = {"MessageSid": sid(), "From": b.lead.phone, "To": ours, "Body": "STOP"}
+    stop_earlier = {**stop, "MessageSid": sid(), "Body": "Thanks"}
+    report = {"MessageSid": sid(), "MessageStatus": "undelivered", "To": b.lead.phone}
+    report_earlier = {**report, "MessageStatus": "delivered"}
+    query = f"?message={b.message.public_id}"
+    nobody = Tenant(public_id=uuid.uuid4())  # never saved: a URL of no tenant
+    cases: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
+    for kind, params, earlier, url in (
+        ("inbound", stop, stop_earlier, path_of("inbound", b.tenant)),
+        ("status", report, report_earlier, path_of("status", b.tenant, query)),
+    ):
+        cases += [
+            (f"{kind} forged (another auth token)", url, params, signed(url, params, "x" * 32)),
+            (f"{kind} no signature", url, params, form),
+            (f"{kind} garbage signature", url, params, {**form, "X-Twilio-Signature": "AAAA"}),
+            (f"{kind} stale signature (an earlier callback's)", url, params,
+             signed(url, {**earlier, "MessageSid": params["MessageSid"]})),
+            (f"{kind} mutated body", url, params, signed(url, earlier)),
+            (f"{kind} another tenant's URL", url, params,
+             signed(path_of(kind, a.tenant, query if kind == "status" else ""), params)),
+            (f"{kind} unknown tenant", path_of(kind, nobody), params,
+             signed(path_of(kind, nobody), params)),
+        ]  # fmt: skip
+    cases.append(
+        ("status mutated URL (another message)", path_of("status", b.tenant, query), report,
+         signed(path_of("status", b.tenant, f"?message={a.message.public_id}"), report))
+    )  # fmt: skip
+    huge = {**stop, "Body": "A" * (70 << 10)}
+    cases.append(("inbound huge (70 KB)", path_of("inbound", b.tenant), huge,
+                  signed(path_of("inbound", b.tenant), huge)))  # fmt: skip
+    tenants = (a.tenant, b.tenant)
+    _normalised(prober, *tenants)
+    before = _stored(*tenants)
+    opted_out = PhoneSuppression.objects.filter(tenant=b.tenant).count()
+    status = type(b.message).objects.filter(pk=b.message.pk).values_list("status", flat=True)
+    status_before = status.get()
+    for name, path, params, headers in cases:
+        body = urlencode(params).encode()
+        prober.send(f"twilio: {name}", "POST", path, body=body, headers=headers, safe=refused)
+    _normalised(prober, *tenants)
+    if _stored(*tenants) != before:
+        prober.tally.effect(f"a refused Twilio callback stored something: {before}")
+    if PhoneSuppression.objects.filter(tenant=b.tenant).count() != opted_out:
+        prober.tally.effect("a forged STOP suppressed the victim's number")
+    if Lead.objects.filter(pk=b.lead.pk, sms_consent=Lead.SmsConsent.GRANTED).count() != 1:
+        prober.tally.effect("a forged STOP revoked the victim's consent")
+    if status.get() != status_before:
+        prober.tally.effect("a forged status callback changed the victim's message")
+    # Twilio re-posts a callback whose answer it did not get: accepted, stored once.
+    text = {"MessageSid": sid(), "From": "+15550000099", "To": ours, "Body": "Sure, call me"}
+    url = path_of("inbound", b.tenant)
+    _replayed(prober, "twilio", url, urlencode(text).encode(), signed(url, text), b.tenant)
 
 
 # --- Inbound Parse ----------------------------------------------------------------------------
@@ -453,6 +637,7 @@ def _inbound(prober: Prober, world: HostileWorld) -> None:
             "to": "x@y",
         }
     )
+    before = _stored(a.tenant, b.tenant)
     for name, path, headers in (
         ("wrong secret", f"{base}{'x' * 32}/", form),
         ("the attacker's secret", f"{base}{a.tenant.inbound_secret}/", form),
@@ -470,6 +655,8 @@ def _inbound(prober: Prober, world: HostileWorld) -> None:
         ("empty", b"", form),
     ):
         prober.send(f"inbound: {name}", "POST", own, body=payload, headers=headers)
+    if _stored(a.tenant, b.tenant) != before:
+        prober.tally.effect("a refused Inbound Parse post was stored")
     # Malformed mail with the right secret is stored (Inbound Parse must get its 2xx) and then
     # processed without effect on any journey.
     transitions_before = EnrollmentTransition.objects.filter(tenant=b.tenant).count()
@@ -497,8 +684,7 @@ def _inbound(prober: Prober, world: HostileWorld) -> None:
             prober.tally.server_errors += 1
             prober.tally.failures.append(f"inbound processing crashed: {type(exc).__name__}")
     if EnrollmentTransition.objects.filter(tenant=b.tenant).count() != transitions_before:
-        prober.tally.effects += 1
-        prober.tally.failures.append("malformed inbound mail moved a journey")
+        prober.tally.effect("malformed inbound mail moved a journey")
 
 
 # --- Unsubscribe tokens -----------------------------------------------------------------------
@@ -536,13 +722,11 @@ def _unsubscribe(prober: Prober, world: HostileWorld, long_token: int) -> None:
                     safe=(400, 404, 414))  # fmt: skip
     # A genuine token of A, for A's own lead: it works (control), and only inside A.
     prober.send("unsubscribe: genuine (control)", "POST", f"/u/{genuine}/", body=form,
-                headers=one_click, safe=(200,))  # fmt: skip
+                headers=one_click, safe=(200,), control=True)  # fmt: skip
     if Suppression.objects.filter(tenant=b.tenant).count() != before:
-        prober.tally.effects += 1
-        prober.tally.failures.append("an unsubscribe token changed another tenant")
+        prober.tally.effect("an unsubscribe token changed another tenant")
     if Enrollment.objects.filter(tenant=b.tenant).exclude(state="active").exists():
-        prober.tally.effects += 1
-        prober.tally.failures.append("the victim's enrollment was stopped")
+        prober.tally.effect("the victim's enrollment was stopped")
 
 
 def hostile_run(*, base_url: str, world: HostileWorld, long_token: int = 10_000) -> Tally:
@@ -552,7 +736,9 @@ def hostile_run(*, base_url: str, world: HostileWorld, long_token: int = 10_000)
     tally = Tally()
     prober = Prober(base_url, world, tally)
     _api_cross_tenant(prober, world)
+    _dashboard_cross_tenant(prober, world)
     _webhooks(prober, world)
+    _twilio(prober, world)
     _inbound(prober, world)
     _unsubscribe(prober, world, long_token)
     return tally

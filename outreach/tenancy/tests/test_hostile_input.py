@@ -1,7 +1,8 @@
 """Bad and hostile input over real HTTP (case 8 of the chaos suite, ``chaos/hostile.py``):
-forged, replayed, stale and mutated webhook signatures, huge and deeply nested bodies,
-malformed Inbound Parse mail, forged unsubscribe tokens, and every API route with another
-tenant's ids. Nothing is accepted, nothing leaks, nothing answers 5xx."""
+forged, replayed, stale and mutated webhook signatures (SendGrid and Twilio), huge and deeply
+nested bodies, malformed Inbound Parse mail, forged unsubscribe tokens, and every API and
+dashboard route with another tenant's ids. Nothing is accepted, nothing leaks, nothing answers
+5xx."""
 
 import pytest
 from django.db import connection
@@ -23,5 +24,8 @@ def test_hostile_input_is_refused_without_leaks_or_server_errors(live_server):
             )
     assert tally.failures == [], "\n".join(f[:300] for f in tally.failures)
     assert (tally.accepted, tally.leaked, tally.server_errors, tally.effects) == (0, 0, 0, 0)
+    assert tally.unchecked == 0  # every route probed, every control answered
     assert tally.requests > 300  # every API route was probed, twice per method
     assert tally.by_kind["api-cross-tenant"] > 200
+    assert tally.by_kind["dashboard-cross-tenant"] >= 8  # both campaign routes, both tenant ones
+    assert sum(n for kind, n in tally.by_kind.items() if kind.startswith("twilio:")) >= 20

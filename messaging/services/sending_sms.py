@@ -43,6 +43,7 @@ from messaging.services import ratelimit
 from messaging.services.events import MESSAGE_STATUS_RANK
 from messaging.services.sms_capacity import sms_capacity_acquire
 from outreach.tenancy import controls
+from outreach.tenancy.flags import tenant_flags_of
 from suppression.models import PhoneSuppression
 from suppression.selectors import phone_suppression_check
 from suppression.services import (
@@ -232,7 +233,8 @@ def _prepare_one(
     if stop is not None:
         _hold(action, recheck, stop, report)
         return None
-    if not tenant.sms_enabled:
+    # The flag from the batch's own tenant row (fresh, no query), read like every flag.
+    if not tenant_flags_of(tenant=tenant).sms:
         _hold(action, recheck, SMS_DISABLED, report)
         return None
     if campaign.status != Campaign.Status.ACTIVE:

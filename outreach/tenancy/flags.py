@@ -3,10 +3,11 @@
 The flags are columns of ``Tenant`` (``FLAG_FIELDS``); the paths they guard read them here:
 ``tenant_flags_get`` (cached in the process for ``FEATURE_FLAGS_CACHE_SECONDS``, so a hot
 path pays a query at most once per tenant per interval) or ``tenant_flags_of`` (a tenant row
-the caller already loaded). The one exception is the send path, which reads
-``campaigns_enabled`` (through ``controls.sending_stop_reason``) and ``inbound_enabled``
-straight from the tenant row it joins to each batch: fresher than any cache, and free. A
-change made through ``outreach.tenancy.controls`` clears this process's cache at once; other
+the caller already loaded: the SMS send path reads ``sms`` so, from the tenant row it joins
+to each batch, fresher than any cache and free). Two reads bypass this module, on that same
+row: ``controls.sending_stop_reason`` reads ``campaigns_enabled`` (off is a stop, like a
+pause) and the email send path reads ``inbound_enabled``; ``test_boundaries`` keeps that
+list from growing. A change made through ``outreach.tenancy.controls`` clears this process's cache at once; other
 processes see it within the interval.
 
 ========================  ===========================================================

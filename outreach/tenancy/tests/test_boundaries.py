@@ -45,3 +45,32 @@ def test_messaging_leaves_the_scheduled_actions_to_the_campaigns_app():
 def test_the_metrics_read_campaign_tables_through_campaign_selectors():
     source = (ROOT / "outreach" / "metrics.py").read_text()
     assert "campaigns_" not in source
+
+
+# Where a flag's column may be read as ``tenant.<column>`` rather than through
+# ``outreach.tenancy.flags`` ("read from one place"), and why.
+FLAG_READS_ALLOWED = {
+    ("outreach/tenancy/controls.py", "campaigns_enabled"): "sending_stop_reason: off is a stop",
+    ("messaging/services/sending.py", "inbound_enabled"): "the email batch's row (flags.py)",
+    ("campaigns/management/commands/seed_demo.py", "sms_enabled"): "the demo's own set-up",
+}
+
+
+def test_flags_are_read_through_the_flags_module():
+    from outreach.tenancy.flags import FLAG_FIELDS
+
+    columns = set(FLAG_FIELDS.values())
+    direct = set()
+    for path in _sources(*APPS):
+        name = str(path.relative_to(ROOT))
+        if name in ("outreach/tenancy/flags.py", "outreach/tenancy/models.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=name)):
+            if isinstance(node, ast.Attribute) and node.attr in columns:
+                direct.add((name, node.attr, node.lineno))
+    found = sorted(
+        f"{n}:{line} .{attr}" for n, attr, line in direct if (n, attr) not in FLAG_READS_ALLOWED
+    )
+    assert not found, found
+    stale = set(FLAG_READS_ALLOWED) - {(n, attr) for n, attr, _ in direct}
+    assert not stale, stale

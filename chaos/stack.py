@@ -142,20 +142,25 @@ class Stack:
         return beat
 
     def sweeper_add(self) -> Child:
-        """A process running every periodic sweep back to back (a second 'beat' without
-        Celery): scheduled actions, webhook receipts, analytics rollups."""
+        """A process running the periodic sweeps that act on rows back to back, with no
+        grace period (a second 'beat' without Celery, racing the hinted tasks): scheduled
+        actions, SendGrid webhook receipts, Inbound Parse and Twilio receipts, rollups."""
         name = f"sweeper{len(self.extras) + 1}"
         code = (
             "import time, django\n"
             "django.setup()\n"
             "from campaigns.tasks import scheduled_actions_sweep\n"
             "from messaging.services.receipts import webhook_receipts_sweep\n"
+            "from messaging.services.inbound import inbound_receipts_sweep\n"
+            "from messaging.services.sms_events import sms_receipts_sweep\n"
             "from analytics.services.rollup import analytics_refresh\n"
             "from django.db import connection\n"
             "while True:\n"
             "    try:\n"
             "        scheduled_actions_sweep()\n"
             "        webhook_receipts_sweep(grace_seconds=0)\n"
+            "        inbound_receipts_sweep(grace_seconds=0)\n"
+            "        sms_receipts_sweep(grace_seconds=0)\n"
             "        analytics_refresh(batch=500, budget_seconds=1)\n"
             "    except Exception as exc:\n"
             "        print('sweeper error', type(exc).__name__, exc, flush=True)\n"

@@ -3,6 +3,8 @@ the ledger, the suppression list and the enrollments say. Callbacks the emulator
 a sink standing in for our server and are replayed into our endpoints (same transaction)."""
 
 import datetime
+import threading
+import time
 import uuid
 from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
@@ -10,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
@@ -280,6 +283,112 @@ def test_start_gives_back_only_the_consent_a_stop_took(tenant, settings):
         "revoked": ("revoked", "crm"),
     }
     assert Lead.objects.get(pk=leads["granted"].pk).sms_consent_at is not None
+
+
+# --- STOP racing a send -----------------------------------------------------------------------
+
+
+def _stop_from_another_thread(tenant, number: str, log: dict) -> threading.Thread:
+    """A thread that texts STOP to our endpoint (its own database connection), recording when
+    it posted and when the answer came."""
+
+    def post() -> None:
+        try:
+            path = f"/webhooks/twilio/inbound/{tenant.public_id}/"
+            log["posted"] = time.monotonic()
+            response = _signed_post(
+                Client(), path, _inbound(number, "STOP"), base=django_settings.PUBLIC_BASE_URL
+            )
+            log["answered"] = time.monotonic()
+            log["status"], log["body"] = response.status_code, response.content
+        finally:
+            connection.close()
+
+    return threading.Thread(target=post, name="stop-texter")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_arriving_while_its_number_is_being_texted_answers_after_twilio_did(
+    tenant, sms_settings, monkeypatch, event_rows_cleanup
+):
+    """The send path holds the number's send lock from its checks until Twilio answered: a
+    STOP posted meanwhile is stored (and confirmed) only after that answer, so the text that
+    was already leaving is the last one."""
+    from messaging.services import sending_sms
+
+    emulator = sms_settings
+    emulator.sms_configure(latency_ms=1500)  # Twilio takes 1.5 s to answer the send
+    number = phones(150, 1)[0]
+    (enrollment,) = sms_campaign(tenant, numbers=[number])
+    answered: dict[str, float] = {}
+    provider_send = sending_sms.provider_sms_send
+
+    def timed_send(**kwargs):
+        result = provider_send(**kwargs)
+        answered[kwargs["sms"].to] = time.monotonic()
+        return result
+
+    monkeypatch.setattr(sending_sms, "provider_sms_send", timed_send)
+    stop: dict = {}
+    texter = _stop_from_another_thread(tenant, number, stop)
+
+    def stop_once_twilio_has_the_text() -> None:
+        wait_until(
+            lambda: emulator.sms_messages(to=number, direction="outbound-api"),
+            timeout=10,
+            what="the text to reach Twilio",
+        )
+        texter.start()
+
+    watcher = threading.Thread(target=stop_once_twilio_has_the_text)
+    watcher.start()
+    actions_make_due()
+    sweep_inline()
+    watcher.join(15)
+    texter.join(15)
+
+    assert stop["status"] == 200 and b"successfully been unsubscribed" in stop["body"]
+    # Posted while the text was with Twilio; answered only once Twilio had answered the send.
+    assert stop["posted"] < answered[number] <= stop["answered"]
+    (message,) = sms_messages([enrollment])
+    assert message.status == "accepted"
+    assert PhoneSuppression.objects.filter(tenant=tenant, phone=number).exists()
+    assert Lead.objects.get(pk=enrollment.lead_id).sms_consent == "revoked"
+    assert texts_per_number(emulator) == {number: 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_committed_after_the_batch_read_the_lead_is_caught_by_the_suppression_check(
+    tenant, sms_settings, monkeypatch, event_rows_cleanup
+):
+    """The batch read the lead (consent: granted) before a STOP committed: its consent check
+    passes on what it read, and the suppression, read under the number's send lock, stops
+    the text."""
+    from messaging.services import sending_sms
+
+    emulator = sms_settings
+    number = phones(151, 1)[0]
+    (enrollment,) = sms_campaign(tenant, numbers=[number])
+    lock_many = sending_sms.phone_send_lock_many
+    stop: dict = {}
+
+    def stop_commits_first(*, phones: list[str]) -> set[str]:
+        texter = _stop_from_another_thread(tenant, number, stop)
+        texter.start()
+        texter.join(15)  # committed before this batch takes the lock and reads suppressions
+        return lock_many(phones=phones)
+
+    monkeypatch.setattr(sending_sms, "phone_send_lock_many", stop_commits_first)
+    actions_make_due()
+    sweep_inline()
+
+    assert stop["status"] == 200
+    assert emulator.sms_messages(direction="outbound-api") == []
+    assert not sms_messages([enrollment])
+    enrollment.refresh_from_db()
+    # Not "no SMS consent": the consent the batch read was still granted.
+    assert (enrollment.state, enrollment.stop_reason) == ("stopped", "number opted out of SMS")
+    assert Lead.objects.get(pk=enrollment.lead_id).sms_consent == "revoked"
 
 
 # --- the send path ----------------------------------------------------------------------------

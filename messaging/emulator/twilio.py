@@ -480,6 +480,7 @@ class SmsEmulator:
         status: int | None = None
         answer = b""
         error = None
+        started = time.time()
         for attempt in range(3):
             connection = connection_class(parts.hostname or "127.0.0.1", parts.port, timeout=10)
             try:
@@ -499,6 +500,7 @@ class SmsEmulator:
                 "url": url,
                 "status": status,
                 "error": error,
+                "started": started,  # when the first attempt was posted
                 "at": time.time(),  # after the answer: the receiver had committed by then
                 "number": params.get("From") if kind == "inbound" else params.get("To"),
                 "body": params.get("Body", "") if kind == "inbound" else "",

@@ -1,7 +1,10 @@
 """SMS exactly-once and STOP under real processes: a Celery worker sending through the Twilio
 emulator, Twilio's callbacks reaching our real endpoints (``live_server``), a SIGKILL."""
 
+import threading
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -178,51 +181,105 @@ def test_a_worker_killed_mid_batch_never_causes_a_second_text(
             assert enrollment.stop_reason == "needs review: send outcome unknown"
 
 
+LATENCY = 1.0  # seconds Twilio takes to answer each send in the STOP race
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_no_text_reaches_a_number_after_its_stop_was_answered(
     tenant, sms_live, sms_worker, live_server
 ):
+    """Thirty queued texts, a worker sending them in batches of three (Twilio answering each
+    after a second), and STOPs racing them: a third texted before their text is sent, the
+    rest the moment Twilio has their text, while it is in flight. Whatever the interleaving,
+    no text reaches Twilio after the STOP for its number was answered; and the STOPs that
+    came while their text was in flight were answered only after Twilio answered the send
+    (they waited for the number's send lock)."""
     emulator = sms_live
     # Only our suppression stands between a STOP and the next text.
-    emulator.sms_configure(carrier_opt_out=False)
+    emulator.sms_configure(carrier_opt_out=False, latency_ms=LATENCY * 1000)
     emulator.sms_register_number(
         SENDER_NUMBER, f"{live_server.url}/webhooks/twilio/inbound/{tenant.public_id}/"
     )
     numbers = phones(203, 30)
     enrollments = sms_campaign(tenant, numbers=numbers)
     actions_make_due()
-    # Small batches, so the worker's two processes send while the STOPs come in.
+    early = set(numbers[::3])
     scheduler.scheduled_actions_sweep(dispatch=tasks._dispatch, batch_size=3)
-    for number in reversed(numbers):
+    for number in reversed(numbers[::3]):
+        emulator.sms_inbound(person=number, to=SENDER_NUMBER, body="STOP")
+
+    # The others text STOP as soon as Twilio has their text (before it answered the send).
+    stopped = set(early)
+    done = threading.Event()
+
+    def stop_texts_in_flight() -> None:
+        while not done.is_set() and len(stopped) < len(numbers):
+            for record in emulator.sms_messages(direction="outbound-api"):
+                if record["to"] not in stopped:
+                    stopped.add(record["to"])
+                    emulator.sms_inbound(person=record["to"], to=SENDER_NUMBER, body="STOP")
+            time.sleep(0.02)
+
+    racer = threading.Thread(target=stop_texts_in_flight, name="stop-racer")
+    racer.start()
+    try:
+        beat_until(
+            lambda: (
+                not ScheduledAction.objects.filter(kind="sms").exists()
+                and worker_idle(sms_worker)()
+            ),
+            timeout=120,
+            what="every text to be settled",
+        )
+    finally:
+        done.set()
+        racer.join(10)
+    # STOPs still untexted (their text never left) are sent now, for the final count.
+    for number in sorted(set(numbers) - stopped):
         emulator.sms_inbound(person=number, to=SENDER_NUMBER, body="STOP")
     emulator.sms_wait_idle(timeout=60)
-    beat_until(
-        lambda: (
-            not ScheduledAction.objects.filter(kind="sms").exists() and worker_idle(sms_worker)()
-        ),
-        what="every text to be settled",
-    )
 
     stops = {
-        d["number"]: d["at"]
+        d["number"]: d
         for d in emulator.sms_stats()["deliveries"]
         if d["kind"] == "inbound" and d["body"] == "STOP"
     }
-    assert len(stops) == 30 and set(
-        PhoneSuppression.objects.values_list("phone", flat=True)
-    ) == set(numbers)
+    assert len(stops) == 30 and {d["status"] for d in stops.values()} == {200}
+    assert set(PhoneSuppression.objects.values_list("phone", flat=True)) == set(numbers)
     texted = {}
     for record in emulator.sms_messages(direction="outbound-api"):
         assert record["to"] not in texted, "a second text"
         texted[record["to"]] = record["received_at"]
-    late = {n: round(at - stops[n], 3) for n, at in texted.items() if at > stops[n]}
+    late = {n: round(at - stops[n]["at"], 3) for n, at in texted.items() if at > stops[n]["at"]}
     assert late == {}, f"texted after the STOP was answered (seconds late): {late}"
+
+    # The race happened: STOPs posted while their number's text was with Twilio, answered
+    # only after Twilio's answer (the text's arrival plus the latency), having waited.
+    waited = {
+        n
+        for n, at in texted.items()
+        if stops[n]["started"] < at + LATENCY <= stops[n]["at"]
+        and stops[n]["at"] - stops[n]["started"] >= LATENCY / 3
+    }
+    assert waited, "no STOP overlapped a text in flight: the race was not exercised"
+    # And texts queued behind an early STOP were held back by the send-time checks.
+    held_back = {
+        e.lead.phone: e.stop_reason
+        for e in Enrollment.objects.filter(state="stopped").select_related("lead")
+    }
+    assert set(held_back) == set(numbers) - set(texted)
+    assert set(held_back) <= early
+    assert set(held_back.values()) <= {"no SMS consent", "number opted out of SMS"}
+    print(
+        f"\nSTOP race: {len(texted)} texted, {len(waited)} STOPs waited for a text in flight, "
+        f"held back: {Counter(held_back.values())}"
+    )
+
     confirmations = emulator.sms_messages(direction="outbound-reply")
     assert len(confirmations) == 30
     assert all(
         c["body"].startswith("You have successfully been unsubscribed") for c in confirmations
     )
     states = enrollment_states(enrollments)
-    assert states["completed"] + states["stopped"] == 30
-    assert states["stopped"] >= 30 - len(texted)
+    assert states["completed"] == len(texted) and states.get("stopped", 0) == 30 - len(texted)

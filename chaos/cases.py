@@ -800,7 +800,8 @@ def case_webhook_storm(ctx: Context) -> Row:
     messages_wanted = ctx.scale(1_000, 10_000)
     row = Row(
         6,
-        "webhook storm: each event delivered 1-50 times, shuffled, 10% hours late",
+        "webhook storm: each event delivered 1-50 times, shuffled; the events of 10% of the"
+        " mails 2-6 hours late",
         f"{messages_wanted:,} messages",
     )
     # The provider takes the mail and posts nothing: this case's events are its own storm.
@@ -820,30 +821,47 @@ def case_webhook_storm(ctx: Context) -> Row:
         progress=progress_of(ctx, world, messages_wanted),
     ):
         return row
+    rng = random.Random(6)
+    # The events are dated after their mail's send, and never in the future: every mail is
+    # moved back to have been sent 15 minutes ago, and a tenth of them 2-6 hours ago. Those
+    # are the late ones: all their events come last, hours after they happened (SendGrid
+    # retrying an endpoint that was down).
+    ids = sorted(Message.objects.filter(tenant_id=world.tenant_id).values_list("pk", flat=True))
+    late_ids = set(rng.sample(ids, len(ids) // 10))
+    back = [rng.uniform(2 * 3600, 6 * 3600) if pk in late_ids else 900.0 for pk in ids]
+    w._one(
+        "WITH moved AS (UPDATE messaging_message m"
+        " SET sent_at = m.sent_at - make_interval(secs => s.back),"
+        "     created_at = m.created_at - make_interval(secs => s.back)"
+        " FROM unnest(%s::bigint[], %s::float8[]) AS s(id, back)"
+        " WHERE m.tenant_id = %s AND m.id = s.id RETURNING 1) SELECT count(*) FROM moved",
+        [ids, back, world.tenant_id],
+    )
     messages = list(
         Message.objects.filter(tenant_id=world.tenant_id)
         .order_by("pk")
         .only("pk", "to_email", "sent_at", "provider_message_id", "public_id")
     )
-    rng = random.Random(6)
     unique, movers = _storm_events(messages, rng)
-    now = time.time()
-    late = set(rng.sample(range(len(unique)), len(unique) // 10))
+    late = {str(m.public_id) for m in messages if m.pk in late_ids}
     on_time: list[dict] = []
     hours_late: list[dict] = []
     deliveries = 0
-    for index, event in enumerate(unique):
+    for event in unique:
         roll = rng.random()
         copies = 1 if roll < 0.6 else rng.randint(2, 5) if roll < 0.85 else rng.randint(6, 50)
-        if index in late:
-            event["timestamp"] = int(now - rng.uniform(2 * 3600, 6 * 3600))
-        (hours_late if index in late else on_time).extend([event] * copies)
+        is_late = event["outreach_message_id"] in late
+        (hours_late if is_late else on_time).extend([event] * copies)
         deliveries += copies
+    sent = {str(m.public_id): m.sent_at.timestamp() for m in messages}
+    early = sum(1 for e in unique if e["timestamp"] < sent[e["outreach_message_id"]])
+    row.check(early == 0, f"{early} events dated before their mail was sent")
     rng.shuffle(on_time)
     rng.shuffle(hours_late)
     row.load = (
         f"{len(unique):,} events for {len(messages):,} messages, {deliveries:,} deliveries"
-        f" in batches of 500"
+        f" in batches of 500 ({sum(e['outreach_message_id'] in late for e in unique):,}"
+        " events late)"
     )
     ctx.say(f"case 6: posting {deliveries:,} deliveries of {len(unique):,} events")
     poster = StormPoster(

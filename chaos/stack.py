@@ -74,6 +74,7 @@ class Stack:
         self.beats: list[Child] = []
         self.extras: list[Child] = []
         self.env: dict[str, str] = {}
+        self.restarts: list[str] = []  # "worker1 (exit 1)": every restart by the supervisor
 
     @property
     def web_url(self) -> str:
@@ -188,8 +189,10 @@ class Stack:
         restarted = []
         for child in [self.web, *self.workers, *self.beats, *self.extras]:
             if child is not None and not child.alive:
+                code = child.proc.returncode if child.proc is not None else None
                 child.start()
-                restarted.append(child.name)
+                restarted.append(f"{child.name} (exit {code})")
+        self.restarts += restarted
         return restarted
 
     def stop(self) -> None:

@@ -86,7 +86,9 @@ class LeadInputSerializer(StrictSerializer):
         required=False,
         help_text="No SMS is sent without `granted`; the time of a change is recorded.",
     )
-    sms_consent_source = _text(100, "Where the consent came from, e.g. `web_form`.")
+    sms_consent_source = _text(
+        100, "Where the consent came from, e.g. `web_form`; required with `granted`."
+    )
 
 
 class LeadSerializer(serializers.ModelSerializer):

@@ -131,6 +131,12 @@ def _clean(
             clean[key] = (value or "").strip()[:100]
         else:
             clean[key] = (value or "").strip()
+    if clean.get("sms_consent") == Lead.SmsConsent.GRANTED and not clean.get("sms_consent_source"):
+        # A consent to be texted is only worth what its record proves: each grant says where
+        # it came from, in the same request (a source left from before may be a STOP's).
+        errors.setdefault("sms_consent_source", []).append(
+            'required when sms_consent is "granted": where the consent came from, e.g. web_form'
+        )
     return clean, errors
 
 

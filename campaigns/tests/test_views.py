@@ -230,6 +230,64 @@ def test_a_bad_cursor_is_a_404_not_a_500(api):
     assert api.get(f"{URL}?cursor=garbage").status_code == 404
 
 
+def test_sms_consent_is_stamped_with_its_time_and_a_grant_needs_its_source(api, tenant):
+    before = timezone.now()
+    response = api.post(
+        URL,
+        {
+            "email": "texted@example.com",
+            "phone": "+14155550100",
+            "sms_consent": "granted",
+            "sms_consent_source": "web_form",
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["sms_consent"], body["sms_consent_source"]) == ("granted", "web_form")
+    stamped = datetime.datetime.fromisoformat(body["sms_consent_at"])
+    assert before <= stamped <= timezone.now()
+    lead = Lead.objects.get(pk=body["id"])
+    assert lead.sms_consent_at == stamped
+
+    # A grant without its source is refused, whatever the lead had before.
+    refused = api.post(
+        URL, {"email": "nosource@example.com", "sms_consent": "granted"}, format="json"
+    )
+    assert refused.status_code == 400
+    assert list(_fields(refused)) == ["sms_consent_source"]
+    assert not Lead.objects.filter(email="nosource@example.com").exists()
+    revoked = api.patch(
+        f"{URL}{lead.pk}/",
+        {"sms_consent": "revoked", "sms_consent_source": "crm"},
+        format="json",
+    )
+    assert revoked.status_code == 200
+    assert revoked.json()["sms_consent_at"] > body["sms_consent_at"]
+    for source in ({}, {"sms_consent_source": "  "}):
+        response = api.patch(
+            f"{URL}{lead.pk}/", {"sms_consent": "granted", **source}, format="json"
+        )
+        assert response.status_code == 400
+        assert _fields(response) == {
+            "sms_consent_source": [
+                'required when sms_consent is "granted": where the consent came from, e.g. web_form'
+            ]
+        }
+    lead.refresh_from_db()
+    assert (lead.sms_consent, lead.sms_consent_source) == ("revoked", "crm")
+    # Unknown or revoked need no source.
+    unknown = api.patch(f"{URL}{lead.pk}/", {"sms_consent": "unknown"}, format="json")
+    assert unknown.status_code == 200
+
+    bulk = api.post(
+        f"{URL}bulk/",
+        {"items": [{"email": "b1@example.com", "sms_consent": "granted"}]},
+        format="json",
+    )
+    assert set(bulk.json()["errors"]) == {"items/0/sms_consent_source"}
+
+
 def test_bulk_create_answers_per_row(api, tenant):
     LeadFactory(tenant=tenant, email="existing@example.com")
     response = api.post(

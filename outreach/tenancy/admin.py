@@ -67,8 +67,10 @@ class TenantForm(forms.ModelForm):
             "open_tracking",
             "click_tracking",
             "postal_address",
+            "sms_help_text",
             "webhook_public_key",
         ]
+        widgets = {"sms_help_text": forms.Textarea(attrs={"rows": 2, "cols": 80})}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -210,6 +212,7 @@ class TenantAdmin(admin.ModelAdmin):
         ("Quotas", {"fields": ["daily_send_quota", "lead_quota", "campaign_quota"]}),
         ("Audit", {"fields": ["change_reason"]}),
         ("Sending", {"fields": ["open_tracking", "click_tracking", "postal_address"]}),
+        ("SMS", {"fields": ["sms_help_text"]}),
         (
             "SendGrid",
             {

@@ -102,6 +102,48 @@ def test_a_new_sendgrid_key_is_stored_encrypted_and_an_empty_one_keeps_the_old(
     assert (tenant.sendgrid_api_key_encrypted, tenant.sendgrid_api_key_last4) == ("", "")
 
 
+def test_the_sms_help_text_is_set_in_the_tenant_form_and_answers_help(
+    admin_client, tenant, settings
+):
+    from urllib.parse import urlencode
+
+    from messaging.emulator.twilio import signature_compute
+
+    change = _url(Tenant, "change", tenant.pk)
+    page = admin_client.get(change)
+    assert "sms_help_text" in page.context["adminform"].form.fields
+    assert "SMS" in [name for name, _ in page.context["adminform"].fieldsets]
+
+    help_text = "Acme sales texts. Questions: 555-0100. Reply STOP to opt out."
+    response = admin_client.post(change, _tenant_form(tenant, sms_help_text=help_text))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    tenant.refresh_from_db()
+    assert tenant.sms_help_text == help_text
+
+    # A person texts HELP: the answer is that text (signed like Twilio, with the default
+    # emulator token the app uses when no Twilio account is set).
+    settings.PUBLIC_BASE_URL = "http://testserver"
+    path = f"/webhooks/twilio/inbound/{tenant.public_id}/"
+    params = {"MessageSid": "SM" + "1" * 32, "From": "+15551230100", "To": "+15550001000"}
+    params["Body"] = "HELP"
+    signature = signature_compute(
+        auth_token=settings.TWILIO_AUTH_TOKEN, url=f"http://testserver{path}", params=params
+    )
+    answer = admin_client.post(
+        path,
+        data=urlencode(params),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": signature},
+    )
+    assert answer.status_code == 200
+    assert f"<Message>{help_text}</Message>".encode() in answer.content
+
+    too_long = admin_client.post(change, _tenant_form(tenant, sms_help_text="x" * 321))
+    assert "sms_help_text" in too_long.context["adminform"].form.errors
+    tenant.refresh_from_db()
+    assert tenant.sms_help_text == help_text
+
+
 def test_a_bad_webhook_key_is_a_form_error(admin_client, tenant):
     response = admin_client.post(
         _url(Tenant, "change", tenant.pk), _tenant_form(tenant, webhook_public_key="garbage")

@@ -12,8 +12,8 @@ QUIT) suppresses the number for the tenant and revokes the consent of its leads 
 transaction that stores the receipt, after waiting for texts to that number already under way
 (``phone_suppression_add``), so no text leaves once the STOP is stored. START (or YES,
 UNSTOP) lifts it the same way and gives back the consent a STOP revoked, and no other: a
-START is not consent from a lead who never gave it. The endpoint answers with the confirmation (or the tenant's
-HELP text) as TwiML.
+START is not consent from a lead who never gave it. The endpoint answers with the
+confirmation (or the tenant's HELP text) as TwiML.
 
 Event types (``MessageEvent.event_type``), kept apart from the email ones so SMS never
 counts in the email figures: ``sms_queued``, ``sms_sent``, ``sms_delivered``,

@@ -7,8 +7,8 @@ the caller already loaded: the SMS send path reads ``sms`` so, from the tenant r
 to each batch, fresher than any cache and free). Two reads bypass this module, on that same
 row: ``controls.sending_stop_reason`` reads ``campaigns_enabled`` (off is a stop, like a
 pause) and the email send path reads ``inbound_enabled``; ``test_boundaries`` keeps that
-list from growing. A change made through ``outreach.tenancy.controls`` clears this process's cache at once; other
-processes see it within the interval.
+list from growing. A change made through ``outreach.tenancy.controls`` clears this
+process's cache at once; other processes see it within the interval.
 
 ========================  ===========================================================
 flag                      off means

@@ -69,7 +69,8 @@ class Suppression(models.Model):
 
 class PhoneSuppression(models.Model):
     """A phone number we must not text, per tenant: a STOP (or its synonyms) puts it here at
-    once, a START takes it out. Checked by the SMS send path at send time, like email."""
+    once, a START takes it out (an operator's ``manual`` entry stays). Checked by the SMS send
+    path at send time, like email."""
 
     class Reason(models.TextChoices):
         STOP = "stop"  # the recipient texted STOP, STOPALL, UNSUBSCRIBE, CANCEL, END or QUIT

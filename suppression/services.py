@@ -333,13 +333,30 @@ def phone_suppression_add(*, tenant_id: int, phone: str, reason: str, note: str 
 
 
 def phone_suppression_remove(*, tenant_id: int, phone: str) -> bool:
-    """Text ``phone`` again (the recipient texted START). True when it was suppressed."""
+    """Text ``phone`` again, whatever suppressed it (an operator removing the entry). True
+    when it was suppressed."""
     from suppression.models import PhoneSuppression
 
     with transaction.atomic():
         _phone_lock_exclusive(phone)
         deleted, _ = PhoneSuppression.objects.filter(tenant_id=tenant_id, phone=phone).delete()
     return bool(deleted)
+
+
+def phone_suppression_lift(*, tenant_id: int, phone: str) -> bool:
+    """The recipient texted START: lift the suppression their own opt-out left (a STOP, or
+    Twilio's 21610, a STOP sent to the carrier). An operator's ``manual`` block is the
+    tenant's decision, not theirs, and stays. True when the number may be texted again (no
+    suppression left), False when a block remains. Takes the number's lock like
+    ``phone_suppression_add`` and joins the caller's transaction."""
+    from suppression.models import PhoneSuppression
+
+    lifted_by_start = [PhoneSuppression.Reason.STOP, PhoneSuppression.Reason.CARRIER_OPT_OUT]
+    with transaction.atomic():
+        _phone_lock_exclusive(phone)
+        entries = PhoneSuppression.objects.filter(tenant_id=tenant_id, phone=phone)
+        entries.filter(reason__in=lifted_by_start).delete()
+        return not entries.exists()
 
 
 def suppressions_tenant_delete(*, tenant_id: int) -> int:

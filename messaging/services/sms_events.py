@@ -12,8 +12,10 @@ QUIT) suppresses the number for the tenant and revokes the consent of its leads 
 transaction that stores the receipt, after waiting for texts to that number already under way
 (``phone_suppression_add``), so no text leaves once the STOP is stored. START (or YES,
 UNSTOP) lifts it the same way and gives back the consent a STOP revoked, and no other: a
-START is not consent from a lead who never gave it. The endpoint answers with the
-confirmation (or the tenant's HELP text) as TwiML.
+START is not consent from a lead who never gave it. It lifts only what an opt-out (a STOP,
+Twilio's 21610) put there: a number an operator blocked stays blocked, the START changes
+nothing and gets no answer. The endpoint answers with the confirmation (or the tenant's HELP
+text) as TwiML.
 
 Event types (``MessageEvent.event_type``), kept apart from the email ones so SMS never
 counts in the email figures: ``sms_queued``, ``sms_sent``, ``sms_delivered``,
@@ -43,7 +45,7 @@ from messaging.services.events import MESSAGE_STATUS_RANK
 from outreach.tenancy.flags import tenant_flags_of
 from outreach.tenancy.models import Tenant
 from suppression.models import PhoneSuppression
-from suppression.services import phone_suppression_add, phone_suppression_remove
+from suppression.services import phone_suppression_add, phone_suppression_lift
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +174,14 @@ def _opt_out_apply(*, tenant_id: int, receipt_id: int, body: bytes) -> str:
         # A START re-subscribes: it lifts the suppression and gives back the consent a STOP
         # took. It is no consent of its own: a lead whose consent was unknown (or revoked by
         # other means) is not texted because it texted START.
-        phone_suppression_remove(tenant_id=tenant_id, phone=phone)
+        if not phone_suppression_lift(tenant_id=tenant_id, phone=phone):
+            # An operator blocked the number: the START changes nothing (not even the consent
+            # its STOP took, which removing the block later must not bring back), and no
+            # answer claims a re-subscription that did not happen.
+            logger.info(
+                "sms.opt_in_blocked", extra={"tenant_id": tenant_id, "receipt_id": receipt_id}
+            )
+            return ""
         leads.filter(
             sms_consent=Lead.SmsConsent.REVOKED, sms_consent_source__in=sorted(STOP_SOURCES)
         ).update(

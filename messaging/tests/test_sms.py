@@ -285,6 +285,49 @@ def test_start_gives_back_only_the_consent_a_stop_took(tenant, settings):
     assert Lead.objects.get(pk=leads["granted"].pk).sms_consent_at is not None
 
 
+@pytest.mark.django_db
+def test_start_leaves_an_operators_block_and_does_not_claim_a_resubscription(tenant, settings):
+    """A number an operator blocked in the admin stays blocked when its owner texts START:
+    nothing changes, the consent its STOP took stays revoked, and no answer says
+    "re-subscribed". A STOP's or a carrier opt-out's suppression is lifted."""
+    settings.PUBLIC_BASE_URL = "http://testserver"
+    blocked, opted_out, carrier = "+15551230100", "+15551230101", "+15551230102"
+    leads = [
+        Lead.objects.create(
+            tenant=tenant,
+            email=f"{n}@prospect.example.com",
+            phone=number,
+            sms_consent="granted",
+            sms_consent_source="web_form",
+        )
+        for n, number in enumerate((blocked, opted_out))
+    ]
+    phone_suppression_add(tenant_id=tenant.pk, phone=blocked, reason="manual", note="lawyer")
+    phone_suppression_add(tenant_id=tenant.pk, phone=carrier, reason="carrier_opt_out")
+    path = f"/webhooks/twilio/inbound/{tenant.public_id}/"
+    client = Client()
+    for number in (blocked, opted_out):
+        stopped = _signed_post(client, path, _inbound(number, "STOP"), base="http://testserver")
+        assert b"unsubscribed" in stopped.content
+
+    answers = {
+        number: _signed_post(client, path, _inbound(number, "START"), base="http://testserver")
+        for number in (blocked, opted_out, carrier)
+    }
+
+    assert answers[blocked].status_code == 200
+    assert answers[blocked].content.endswith(b"<Response/>")
+    assert b"re-subscribed" in answers[opted_out].content
+    assert b"re-subscribed" in answers[carrier].content
+    (entry,) = PhoneSuppression.objects.filter(tenant=tenant)
+    assert (entry.phone, entry.reason, entry.note) == (blocked, "manual", "lawyer")
+    states = [
+        tuple(Lead.objects.filter(pk=lead.pk).values_list("sms_consent", "sms_consent_source")[0])
+        for lead in leads
+    ]
+    assert states == [("revoked", "sms:STOP"), ("granted", "sms:START")]
+
+
 # --- STOP racing a send -----------------------------------------------------------------------
 
 

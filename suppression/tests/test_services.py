@@ -3,9 +3,11 @@
 import pytest
 
 from outreach.common.errors import ApplicationError, NotFound
-from suppression.models import Suppression
+from suppression.models import PhoneSuppression, Suppression
 from suppression.services import (
     SuppressionEntry,
+    phone_suppression_add,
+    phone_suppression_lift,
     suppression_add,
     suppression_bulk_add,
     suppression_one_click_apply,
@@ -95,3 +97,18 @@ def test_one_click_records_an_unsubscribe_from_the_recipient(tenant):
     entry = Suppression.objects.get()
     assert (entry.reason, entry.source) == ("unsubscribe", "one_click")
     assert not suppression_one_click_apply(tenant_id=tenant.pk, email="a@x.test")
+
+
+@pytest.mark.parametrize(
+    ("reason", "lifted"), [("stop", True), ("carrier_opt_out", True), ("manual", False)]
+)
+def test_a_start_lifts_an_opt_out_but_not_an_operators_block(tenant, other_tenant, reason, lifted):
+    number = "+14155550100"
+    phone_suppression_add(tenant_id=tenant.pk, phone=number, reason=reason)
+    phone_suppression_add(tenant_id=other_tenant.pk, phone=number, reason="stop")
+
+    assert phone_suppression_lift(tenant_id=tenant.pk, phone=number) is lifted
+    remaining = set(PhoneSuppression.objects.values_list("tenant_id", "reason"))
+    assert remaining == ({(other_tenant.pk, "stop")} | (set() if lifted else {(tenant.pk, reason)}))
+    # Nothing to lift: the number may be texted.
+    assert phone_suppression_lift(tenant_id=tenant.pk, phone="+14155550101")

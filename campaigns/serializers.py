@@ -87,7 +87,9 @@ class LeadInputSerializer(StrictSerializer):
         help_text="No SMS is sent without `granted`; the time of a change is recorded.",
     )
     sms_consent_source = _text(
-        100, "Where the consent came from, e.g. `web_form`; required with `granted`."
+        100,
+        "Where the consent came from, e.g. `web_form`; required with `granted`; `api` when "
+        "`unknown` or `revoked` is set without one (never the source of the state replaced).",
     )
 
 

@@ -44,6 +44,8 @@ LEAD_INPUT_FIELDS = (
     "sms_consent_source",
 )
 BULK_MAX_ROWS = 10_000
+# The source of an unknown or revoked SMS consent set without one.
+CONSENT_SOURCE_DEFAULT = "api"
 ALREADY_EXISTS = "already exists"
 DUPLICATE_IN_BATCH = "duplicate of an earlier row"
 _EMAIL_UNIQUE = "lead_email_unique_per_tenant"
@@ -131,12 +133,19 @@ def _clean(
             clean[key] = (value or "").strip()[:100]
         else:
             clean[key] = (value or "").strip()
-    if clean.get("sms_consent") == Lead.SmsConsent.GRANTED and not clean.get("sms_consent_source"):
-        # A consent to be texted is only worth what its record proves: each grant says where
-        # it came from, in the same request (a source left from before may be a STOP's).
-        errors.setdefault("sms_consent_source", []).append(
-            'required when sms_consent is "granted": where the consent came from, e.g. web_form'
-        )
+    if "sms_consent" in clean and not clean.get("sms_consent_source"):
+        if clean["sms_consent"] == Lead.SmsConsent.GRANTED:
+            # A consent to be texted is only worth what its record proves: each grant says
+            # where it came from, in the same request (a source left from before may be a
+            # STOP's).
+            errors.setdefault("sms_consent_source", []).append(
+                'required when sms_consent is "granted": where the consent came from, e.g. web_form'
+            )
+        else:
+            # The source is the record of this state, never of the one it replaces: a
+            # revocation sent here keeping a STOP's source (``sms:STOP``) would be undone by
+            # the person's next START, against the tenant's own revocation.
+            clean["sms_consent_source"] = CONSENT_SOURCE_DEFAULT
     return clean, errors
 
 

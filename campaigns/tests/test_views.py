@@ -276,9 +276,15 @@ def test_sms_consent_is_stamped_with_its_time_and_a_grant_needs_its_source(api, 
         }
     lead.refresh_from_db()
     assert (lead.sms_consent, lead.sms_consent_source) == ("revoked", "crm")
-    # Unknown or revoked need no source.
+    # Unknown or revoked need no source: theirs is then "api", never the one before.
     unknown = api.patch(f"{URL}{lead.pk}/", {"sms_consent": "unknown"}, format="json")
     assert unknown.status_code == 200
+    assert (unknown.json()["sms_consent"], unknown.json()["sms_consent_source"]) == (
+        "unknown",
+        "api",
+    )
+    created = api.post(URL, {"email": "r@example.com", "sms_consent": "revoked"}, format="json")
+    assert created.json()["sms_consent_source"] == "api"
 
     bulk = api.post(
         f"{URL}bulk/",

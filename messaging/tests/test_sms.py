@@ -328,6 +328,37 @@ def test_start_leaves_an_operators_block_and_does_not_claim_a_resubscription(ten
     assert states == [("revoked", "sms:STOP"), ("granted", "sms:START")]
 
 
+@pytest.mark.django_db
+def test_a_revocation_through_the_api_after_a_stop_is_not_undone_by_a_start(tenant, api, settings):
+    """A CRM sync revoking a lead a STOP already revoked, without a source: the revocation is
+    the tenant's now (source "api"), so the person's START re-subscribes the number but gives
+    no consent back."""
+    settings.PUBLIC_BASE_URL = "http://testserver"
+    number = "+15551230100"
+    lead = Lead.objects.create(
+        tenant=tenant,
+        email="p@prospect.example.com",
+        phone=number,
+        sms_consent="granted",
+        sms_consent_source="web_form",
+    )
+    path = f"/webhooks/twilio/inbound/{tenant.public_id}/"
+    client = Client()
+    _signed_post(client, path, _inbound(number, "STOP"), base="http://testserver")
+    lead.refresh_from_db()
+    assert (lead.sms_consent, lead.sms_consent_source) == ("revoked", "sms:STOP")
+
+    revoked = api.patch(f"/api/v1/leads/{lead.pk}/", {"sms_consent": "revoked"}, format="json")
+    assert revoked.status_code == 200
+    assert revoked.json()["sms_consent_source"] == "api"
+
+    started = _signed_post(client, path, _inbound(number, "START"), base="http://testserver")
+    assert b"re-subscribed" in started.content
+    assert not PhoneSuppression.objects.filter(tenant=tenant, phone=number).exists()
+    lead.refresh_from_db()
+    assert (lead.sms_consent, lead.sms_consent_source) == ("revoked", "api")
+
+
 # --- STOP racing a send -----------------------------------------------------------------------
 
 

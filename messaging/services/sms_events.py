@@ -96,7 +96,8 @@ def _word(body: str) -> str:
 
 
 # The consent source a STOP leaves on the leads whose consent it revoked (and only those: a
-# START gives consent back to them alone).
+# START gives consent back to them alone). Those written before a STOP revoked granted
+# consent only were moved out of this set (``legacy:sms:STOP``, campaigns migration 0010).
 STOP_SOURCES = frozenset(f"sms:{word}" for word in STOP_KEYWORDS)
 
 

@@ -12,6 +12,12 @@ bucket                    window                                 limit
 
 Grants are idempotent by id (one per step entry and attempt) and are recorded where
 ``ratelimit.capacity_release_by_id`` finds them, so a refused text gives its place back.
+
+The day counter is a quota, and Redis may come back empty mid-day: like email's capped
+counters it is never created by an increment. When it is missing the script takes nothing
+and says so, it is seeded (``SET NX``) from the send ledger — the identity's texts created
+in its local day, failed ones apart — and the call is made again. The per-second counter is
+a throughput limit and starts from zero.
 """
 
 import datetime as dt
@@ -22,8 +28,8 @@ from typing import TYPE_CHECKING
 import redis
 from django.conf import settings
 
-from messaging.services.capacity import identity_day_window
-from messaging.services.ratelimit import KEY_PREFIX, KEY_SLACK, CapacityGrant
+from messaging.services.capacity import CapacityWindow, identity_day_window
+from messaging.services.ratelimit import KEY_PREFIX, KEY_SLACK, SEED_NEEDED, CapacityGrant
 
 if TYPE_CHECKING:
     from messaging.models import SenderIdentity
@@ -62,6 +68,7 @@ def sms_capacity_acquire(
     second = int(now.timestamp())
     second_end = dt.datetime.fromtimestamp(second + 1, tz=dt.UTC)
     day = identity_day_window(identity=identity, now=now)
+    day_key = f"{KEY_PREFIX}sms:i:{identity.pk}:d:{day.label}"
     buckets = [
         (
             SMS_NUMBER_SECOND,
@@ -71,21 +78,26 @@ def sms_capacity_acquire(
         ),
         (
             SMS_IDENTITY_DAY,
-            f"{KEY_PREFIX}sms:i:{identity.pk}:d:{day.label}",
+            day_key,
             identity.sms_daily_cap,
             day.ends_at,
         ),
     ]
     ttls = [_ms(ends_at - now + KEY_SLACK) for *_, ends_at in buckets]
     args: list[int] = [1, max(ttls)]
-    for (_, _, limit, ends_at), ttl in zip(buckets, ttls, strict=True):
-        # Four values per bucket, as the script reads them; the last (seed the counter from
-        # the ledger when Redis lost it) is off: an SMS day counts from Redis alone.
-        args += [limit, ttl, int(ends_at.timestamp() * 1000), 0]
+    for (name, _, limit, ends_at), ttl in zip(buckets, ttls, strict=True):
+        # Four values per bucket, as the script reads them; the last asks for the counter to
+        # be seeded from the ledger when it is missing (the day's, see the module).
+        args += [limit, ttl, int(ends_at.timestamp() * 1000), int(name == SMS_IDENTITY_DAY)]
     grant_key = f"{KEY_PREFIX}grant:{tenant_id}:{grant_id}"
-    status, retry_at_ms, blocked, *_ = _script(settings.REDIS_URL)(
-        keys=[grant_key, *(key for _, key, _, _ in buckets)], args=args
-    )
+    keys = [grant_key, *(key for _, key, _, _ in buckets)]
+    for _ in range(3):
+        status, retry_at_ms, blocked, *_ = _script(settings.REDIS_URL)(keys=keys, args=args)
+        if status != SEED_NEEDED:
+            break
+        _day_seed(tenant_id=tenant_id, identity_id=identity.pk, key=day_key, window=day)
+    else:  # a counter that vanishes as fast as it is seeded: refuse, retry later
+        raise redis.RedisError("SMS capacity counter could not be seeded")
     if status in (1, 2):
         return CapacityGrant(granted=True, tenant_id=tenant_id, grant_id=grant_id)
     return CapacityGrant(
@@ -95,3 +107,23 @@ def sms_capacity_acquire(
         retry_at=dt.datetime.fromtimestamp(int(retry_at_ms) / 1000, tz=dt.UTC),
         blocked_by=tuple(name for i, (name, *_) in enumerate(buckets) if int(blocked) & (1 << i)),
     )
+
+
+def _day_seed(*, tenant_id: int, identity_id: int, key: str, window: CapacityWindow) -> None:
+    """``SET NX`` the identity's SMS day counter to the texts the ledger has for that day
+    (a concurrent seeder or an increment that got there first wins, never a second seed)."""
+    from messaging.models import Message
+
+    sent = (
+        Message.objects.filter(
+            tenant_id=tenant_id,
+            channel=Message.Channel.SMS,
+            sender_identity_id=identity_id,
+            created_at__gte=window.starts_at,
+            created_at__lt=window.ends_at,
+        )
+        .exclude(status=Message.Status.FAILED)
+        .count()
+    )
+    ttl = _ms(window.ends_at - dt.datetime.now(dt.UTC) + KEY_SLACK)
+    _client(settings.REDIS_URL).set(key, sent, nx=True, px=ttl)

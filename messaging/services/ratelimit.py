@@ -30,8 +30,8 @@ Redis may also come back empty (a restart without persistence, a failover): coun
 rest of the day from zero would let a capped identity send its whole cap again. So a capped
 counter (identity hour and day, tenant day) is never created by an increment: when one is
 missing, the script takes nothing and says so, the counter is seeded (``SET NX``) from the
-send ledger — the messages of that identity or tenant created in that window, failed ones
-apart — and the call is made again. A new window costs one such count. (Sends whose
+send ledger — the emails of that identity or tenant created in that window, failed ones
+apart (texts have counters of their own, ``sms_capacity``) — and the call is made again. A new window costs one such count. (Sends whose
 capacity was taken just before the loss and whose ledger rows commit just after the count
 are the only ones not seen: a prepare transaction lasts milliseconds, a restart seconds.)
 """
@@ -322,6 +322,7 @@ def _counters_seed(missing: list[tuple["_AcquireCall", int]]) -> None:
                 continue
             sent = Message.objects.filter(
                 tenant_id=call.tenant_id,
+                channel=Message.Channel.EMAIL,  # texts count on SMS counters of their own
                 created_at__gte=bucket.window.starts_at,
                 created_at__lt=bucket.window.ends_at,
             ).exclude(status=Message.Status.FAILED)

@@ -16,6 +16,7 @@ from messaging.services.ratelimit import (
     TENANT_DAY,
     CapacityGrant,
     CapacityRequest,
+    CapacityUsage,
     capacity_acquire,
     capacity_acquire_many,
     capacity_release,
@@ -420,3 +421,26 @@ def test_counters_lost_with_redis_are_seeded_from_the_send_ledger(tenant, redis_
     redis_client.delete(*redis_client.scan_iter(f"{KEY_PREFIX}*"))
     assert not take(tenant, ae, now=now, follow_up=True).granted
     assert usage(tenant, ae, now=now).sent_today == 5
+
+
+def test_texts_in_the_ledger_do_not_count_on_the_email_counters_seeded_after_a_loss(
+    tenant, redis_client
+):
+    """Texts take capacity from the SMS day only: seeding the email counters from a ledger
+    that also holds the identity's texts would cut its email for the rest of the day."""
+    from django.utils import timezone
+
+    from messaging.models import Message
+    from messaging.tests.webhook_support import message_make
+
+    now = timezone.now()
+    ae = make_identity(tenant, daily_cap=5, hourly_cap=5)
+    message_make(tenant, sender_identity=ae, status="accepted")
+    for _ in range(4):
+        message_make(tenant, sender_identity=ae, channel="sms", to_phone="+15551230100")
+    Message.objects.filter(tenant=tenant).update(created_at=now)
+
+    assert take(tenant, ae, now=now).granted
+    assert usage(tenant, ae, now=now) == CapacityUsage(
+        sent_this_hour=2, sent_today=2, tenant_sent_today=2
+    )

@@ -184,10 +184,23 @@ class PrivatePostgres:
         if self.data.exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
 
-    def createdb(self) -> None:
+    def sql(self, statement: str, **values: str) -> str:
+        """Run SQL on the run's database (no Django needed); ``values`` are psql variables,
+        quoted by psql where the statement says ``:'name'``. Returns psql's output."""
+        variables = [f"--variable={name}={value}" for name, value in values.items()]
+        return subprocess.run(
+            [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "root",
+             "-d", self.database, "-v", "ON_ERROR_STOP=1", "-qAt", *variables],
+            input=statement, check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+
+    def createdb(self, name: str | None = None, *, template: str | None = None) -> None:
+        """The run's database, or ``name`` as a copy of ``template`` (a file copy: no other
+        session may be connected to the template meanwhile)."""
+        options = ["-T", template] if template else []
         subprocess.run(
             [str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "root",
-             self.database],
+             *options, name or self.database],
             check=True, capture_output=True,
         )  # fmt: skip
 

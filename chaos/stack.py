@@ -19,17 +19,27 @@ from chaos.services import Child, PrivatePostgres, PrivateRedis, free_port, wait
 from messaging.emulator.process import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
+# pytest-django's name for the test database of ``outreach_chaos_tests`` (case 7).
+CASE7_TEST_DATABASE = "test_outreach_chaos_tests"
 
 
 class Timing:
     """The few settings a run shortens so that recovery fits in minutes, not hours."""
 
     def __init__(self, *, short: bool):
-        self.lease_seconds = 8 if short else 15
-        self.reconcile_grace_seconds = 8 if short else 15
+        self.lease_seconds = 6 if short else 15
+        self.reconcile_grace_seconds = 6 if short else 15
         self.retry_backoff_seconds = 3
         self.provider_timeout_seconds = 2.0
         self.receipt_grace_seconds = 5
+        # The sweeps that recover webhooks whose hint was lost (Redis down when they came)
+        # run every 30 or 60 s; here every 5, so a recovery waits seconds, not a minute.
+        self.receipt_sweeps_every_seconds = 5
+        self.receipt_sweeps = (
+            "maintenance.webhook_receipts_sweep",
+            "maintenance.inbound_receipts_sweep",
+            "maintenance.sms_receipts_sweep",
+        )
 
 
 def app_env(pg: PrivatePostgres, redis: PrivateRedis, timing: Timing, **extra: str) -> dict:

@@ -37,7 +37,7 @@ bench: deps services
 	$(PY) bench/headline.py
 
 # The fault suite (docs/reliability.md): its own PostgreSQL and Redis, the real processes,
-# one table. About 7 minutes; chaos-short is CI's version (under 3 minutes).
+# one table. About 8-9 minutes (bounded at 15); chaos-short is CI's version (under 3 minutes).
 chaos: deps
 	$(PY) -m chaos $(CHAOS_ARGS)
 

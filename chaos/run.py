@@ -25,9 +25,12 @@ from chaos.services import PrivatePostgres, PrivateRedis
 from chaos.stack import CASE7_TEST_DATABASE, ROOT, Stack, Timing, app_env
 
 ALL_CASES = (1, 2, 3, 4, 5, 6, 7, 8)
-# The whole run, setting up included, is bounded: CI's version under 3 minutes, the full
-# one under 15. Past it the run stops where it is, fails, and leaves no process behind.
-DEADLINE_SECONDS = {"short": 180, "full": 900}
+# The whole run, setting up included, is bounded. CI's version is built to take about two
+# minutes (121 s measured here); its bound is five, because a shared machine's CPUs have been
+# seen running at half their speed for minutes at a time, and a CI run lost to a slow minute
+# proves nothing. The full run is bounded at 15. Past its bound the run stops where it is,
+# fails, and leaves no process behind.
+DEADLINE_SECONDS = {"short": 300, "full": 900}
 
 
 class SuiteDeadline(BaseException):

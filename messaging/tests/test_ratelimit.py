@@ -5,8 +5,6 @@ import datetime as dt
 import multiprocessing
 
 import pytest
-import redis
-from django.conf import settings
 
 from messaging.services.ratelimit import (
     GLOBAL_SECOND,
@@ -26,7 +24,7 @@ from messaging.services.ratelimit import (
 from outreach.common.errors import NotFound
 from outreach.testing.factories import SenderIdentityFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("redis_client")]
 
 UTC = dt.UTC
 # Wednesday 2026-03-04, 10:15 in New York (EST).
@@ -35,15 +33,6 @@ NOW = dt.datetime(2026, 3, 4, 15, 15, tzinfo=UTC)
 
 def utc(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def redis_client():
-    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
-    keys = list(client.scan_iter(f"{KEY_PREFIX}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    return client
 
 
 def make_identity(tenant, **fields):

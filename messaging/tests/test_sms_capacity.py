@@ -3,8 +3,6 @@
 import datetime as dt
 
 import pytest
-import redis
-from django.conf import settings
 from django.utils import timezone
 
 from messaging.models import Message
@@ -15,15 +13,6 @@ from messaging.tests.webhook_support import message_make
 from outreach.testing.factories import SenderIdentityFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def redis_client():
-    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
-    keys = list(client.scan_iter(f"{KEY_PREFIX}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    return client
 
 
 def _text(tenant, identity, *, status: str = "accepted", channel: str = "sms") -> Message:

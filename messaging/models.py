@@ -6,7 +6,7 @@ import uuid
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models import Case, F, Q, When
+from django.db.models import Q
 
 from outreach.common.models import TenantOwned, tenant_key
 
@@ -222,20 +222,6 @@ class Message(TenantOwned):
     last_event_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    # Since when the send's outcome is open (``sending``) or waits for an operator
-    # (``needs_review``); NULL once settled. PostgreSQL computes it, and it is what the
-    # stuck-send sweep and the review list are indexed on, so that ``status`` and
-    # ``updated_at`` are in no index: an event that moves a settled message on (delivered ->
-    # opened -> clicked) then changes no indexed column, and PostgreSQL rewrites the row in
-    # place (a HOT update, with the free space the table's fillfactor keeps) instead of adding
-    # an entry to each of its indexes.
-    unsettled_since = models.GeneratedField(
-        expression=Case(
-            When(status__in=["sending", "needs_review"], then=F("updated_at")), default=None
-        ),
-        output_field=models.DateTimeField(null=True),
-        db_persist=True,
-    )
 
     class Meta:
         permissions = [("resolve_review", "Can resolve needs_review messages as sent or not")]
@@ -252,11 +238,14 @@ class Message(TenantOwned):
                 condition=~Q(provider_message_id=""),
                 name="message_provider_id_idx",
             ),
-            # Sends in flight and rows an operator must resolve: the index holds only them.
             models.Index(
-                fields=["tenant", "unsettled_since"],
-                condition=Q(unsettled_since__isnull=False),
-                name="message_unsettled_idx",
+                fields=["updated_at"], condition=Q(status="sending"), name="message_sending_idx"
+            ),
+            # Rare rows an operator must resolve: the index holds only them.
+            models.Index(
+                fields=["tenant", "updated_at"],
+                condition=Q(status="needs_review"),
+                name="message_needs_review_idx",
             ),
             # The tenant's messages by time: analytics recounts and backfills, and the
             # tenant's deletion. (A lead's messages use the lead_id index.)

@@ -71,10 +71,8 @@ def messages_stuck_sending(
     *, tenant_id: int | None = None, older_than: datetime.timedelta
 ) -> QuerySet[Message]:
     """Messages still ``sending`` (outcome unknown) since longer than ``older_than``."""
-    # ``unsettled_since`` is ``updated_at`` while a message is sending: its index holds only
-    # unsettled messages (``Message.unsettled_since``).
     queryset = Message.objects.filter(
-        status=Message.Status.SENDING, unsettled_since__lt=timezone.now() - older_than
+        status=Message.Status.SENDING, updated_at__lt=timezone.now() - older_than
     )
     if tenant_id is not None:
         queryset = queryset.filter(tenant_id=tenant_id)
@@ -82,9 +80,7 @@ def messages_stuck_sending(
 
 
 def messages_needs_review(*, tenant_id: int | None = None) -> QuerySet[Message]:
-    queryset = Message.objects.filter(
-        status=Message.Status.NEEDS_REVIEW, unsettled_since__isnull=False
-    )
+    queryset = Message.objects.filter(status=Message.Status.NEEDS_REVIEW)
     if tenant_id is not None:
         queryset = queryset.filter(tenant_id=tenant_id)
     return queryset

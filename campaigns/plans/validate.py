@@ -299,12 +299,17 @@ def plan_sms_segments(*, plan: object) -> dict[str, SmsSegments]:
     return dict(sorted(counts.items()))
 
 
-def plan_warnings(*, plan: object) -> list[PlanError]:
+def plan_warnings(
+    *, plan: object, sms_segments: dict[str, SmsSegments] | None = None
+) -> list[PlanError]:
     """What a valid plan may still want changed: SMS bodies past the segment warning (their
-    fixed text alone; the preview counts a lead's real text). Never raises."""
+    fixed text alone; the preview counts a lead's real text). ``sms_segments``: the plan's
+    counts when the caller has them already (``plan_sms_segments``). Never raises."""
+    if sms_segments is None:
+        sms_segments = plan_sms_segments(plan=plan)
     warnings = [
         PlanError(pointer, counted.warning)
-        for pointer, counted in plan_sms_segments(plan=plan).items()
+        for pointer, counted in sms_segments.items()
         if counted.warning
     ]
     return sorted(warnings, key=error_sort_key)

@@ -135,8 +135,9 @@ def campaign_version_check(*, tenant_id: int, campaign_id: int, plan: Any) -> Pl
         raise NotFound("Campaign not found.")
     sms_enabled = tenant_flag_enabled(tenant_id=tenant_id, flag=Flag.SMS)
     plans.plan_validate_or_raise(plan=plan, sms_enabled=sms_enabled)
+    segments = plans.plan_sms_segments(plan=plan)
     return PlanChecked(
-        warnings=plans.plan_warnings(plan=plan), sms_segments=plans.plan_sms_segments(plan=plan)
+        warnings=plans.plan_warnings(plan=plan, sms_segments=segments), sms_segments=segments
     )
 
 

@@ -310,6 +310,24 @@ def _acquire(calls: list["_AcquireCall"]) -> list[CapacityGrant]:
     return [call.grant(reply) for call, reply in zip(calls, replies, strict=True)]
 
 
+def ledger_sent(
+    *, tenant_id: int, channel: str, window: CapacityWindow, identity_id: int | None = None
+) -> int:
+    """What the send ledger says went out in ``window`` on ``channel`` (for the tenant, or
+    one identity of it), failed sends apart: the value a lost capped counter is seeded with."""
+    from messaging.models import Message
+
+    sent = Message.objects.filter(
+        tenant_id=tenant_id,
+        channel=channel,
+        created_at__gte=window.starts_at,
+        created_at__lt=window.ends_at,
+    ).exclude(status=Message.Status.FAILED)
+    if identity_id is not None:
+        sent = sent.filter(sender_identity_id=identity_id)
+    return sent.count()
+
+
 def _counters_seed(missing: list[tuple["_AcquireCall", int]]) -> None:
     """``SET NX`` each missing counter to what the ledger says was sent in its window: a
     concurrent seeder or an increment that got there first wins, never a second seed."""
@@ -320,16 +338,14 @@ def _counters_seed(missing: list[tuple["_AcquireCall", int]]) -> None:
         for position, bucket in enumerate(call.buckets):
             if not mask & (1 << position) or bucket.key in wanted:
                 continue
-            sent = Message.objects.filter(
+            sent = ledger_sent(
                 tenant_id=call.tenant_id,
                 channel=Message.Channel.EMAIL,  # texts count on SMS counters of their own
-                created_at__gte=bucket.window.starts_at,
-                created_at__lt=bucket.window.ends_at,
-            ).exclude(status=Message.Status.FAILED)
-            if bucket.name != TENANT_DAY:
-                sent = sent.filter(sender_identity_id=call.identity_id)
+                window=bucket.window,
+                identity_id=None if bucket.name == TENANT_DAY else call.identity_id,
+            )
             ttl = _ms(bucket.window.ends_at - dt.datetime.now(dt.UTC) + KEY_SLACK)
-            wanted[bucket.key] = (sent.count(), ttl)
+            wanted[bucket.key] = (sent, ttl)
     pipeline = _redis().pipeline(transaction=False)
     for key, (value, ttl) in wanted.items():
         pipeline.set(key, value, nx=True, px=ttl)

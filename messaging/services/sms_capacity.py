@@ -29,7 +29,13 @@ import redis
 from django.conf import settings
 
 from messaging.services.capacity import CapacityWindow, identity_day_window
-from messaging.services.ratelimit import KEY_PREFIX, KEY_SLACK, SEED_NEEDED, CapacityGrant
+from messaging.services.ratelimit import (
+    KEY_PREFIX,
+    KEY_SLACK,
+    SEED_NEEDED,
+    CapacityGrant,
+    ledger_sent,
+)
 
 if TYPE_CHECKING:
     from messaging.models import SenderIdentity
@@ -114,16 +120,8 @@ def _day_seed(*, tenant_id: int, identity_id: int, key: str, window: CapacityWin
     (a concurrent seeder or an increment that got there first wins, never a second seed)."""
     from messaging.models import Message
 
-    sent = (
-        Message.objects.filter(
-            tenant_id=tenant_id,
-            channel=Message.Channel.SMS,
-            sender_identity_id=identity_id,
-            created_at__gte=window.starts_at,
-            created_at__lt=window.ends_at,
-        )
-        .exclude(status=Message.Status.FAILED)
-        .count()
+    sent = ledger_sent(
+        tenant_id=tenant_id, channel=Message.Channel.SMS, window=window, identity_id=identity_id
     )
     ttl = _ms(window.ends_at - dt.datetime.now(dt.UTC) + KEY_SLACK)
     _client(settings.REDIS_URL).set(key, sent, nx=True, px=ttl)

@@ -1,5 +1,6 @@
 """The platform itself: migrations, health, the Celery pipeline and periodic tasks."""
 
+import json
 import os
 import signal
 import subprocess
@@ -172,3 +173,33 @@ def test_production_settings_pass_the_deployment_checklist():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
+
+
+def test_a_web_process_loads_every_view_and_keeps_the_loaded_app_out_of_full_collections():
+    """Full garbage collections in a web process walk only what requests leave behind: the
+    loaded app (every view the URLconf names included) is frozen when the WSGI app loads,
+    so a collection during a webhook POST does not stall it for the whole app's objects."""
+    probe = (
+        "import gc, json, sys\n"
+        "import outreach.wsgi\n"
+        "print(json.dumps({'frozen': gc.get_freeze_count(),"
+        " 'views': 'messaging.webhooks.views' in sys.modules,"
+        " 'tracked': len(gc.get_objects())}))\n"
+    )
+    db_name = connection.settings_dict["NAME"]
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={
+            **os.environ,
+            "DATABASE_URL": f"postgres://root@127.0.0.1:5432/{db_name}",
+            "DJANGO_SETTINGS_MODULE": "outreach.settings.dev",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["views"]
+    assert loaded["frozen"] > 50_000
+    assert loaded["tracked"] < loaded["frozen"] / 10

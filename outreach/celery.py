@@ -1,10 +1,12 @@
 """The Celery app. Messages are hints: every task's effect is guarded by Postgres."""
 
+import gc
 import os
 
 import kombu
 from celery import Celery
 from celery.app.amqp import AMQP
+from celery.signals import worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "outreach.settings.dev")
 
@@ -38,3 +40,17 @@ class BrokerAMQP(AMQP):
 app = Celery("outreach", amqp=BrokerAMQP)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_process_init.connect  # each prefork child, once the app is loaded
+@worker_ready.connect  # the worker process itself (the one that runs tasks with --pool solo)
+def _loaded_objects_freeze(**_) -> None:
+    """Move everything alive once the app is loaded out of the garbage collector's sight.
+
+    The loaded app (Django, the ORM's models, Celery, kombu, the provider SDKs) is about
+    170,000 objects that never die, and a full collection walks them all: a normalised
+    webhook batch or a send batch makes enough objects to start one every few batches, and
+    each took 60-70 ms of the worker's CPU (12 of them in one events benchmark run). After
+    gc.freeze full collections walk only what tasks leave behind.
+    """
+    gc.freeze()

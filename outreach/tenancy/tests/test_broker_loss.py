@@ -69,19 +69,21 @@ def private_redis(tmp_path):
     redis.kill()
 
 
-def _partition_next() -> str:
+def _scalar(sql: str, params: list | None = None):
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT 'messaging_messageevent_' || to_char(date_trunc('month', now())"
-            " + interval '2 month', 'YYYY_MM')"
-        )
+        cursor.execute(sql, params or [])
         return cursor.fetchone()[0]
+
+
+def _partition_next() -> str:
+    return _scalar(
+        "SELECT 'messaging_messageevent_' || to_char(date_trunc('month', now())"
+        " + interval '2 month', 'YYYY_MM')"
+    )
 
 
 def _partition_exists(name: str) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
-        return cursor.fetchone()[0]
+    return _scalar("SELECT to_regclass(%s) IS NOT NULL", [name])
 
 
 def _partition_drop(name: str) -> None:
@@ -154,9 +156,7 @@ def test_a_worker_holding_an_unacknowledged_hint_rides_out_a_redis_restart(priva
 
 
 def _lock_waiters() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0]
+    return _scalar(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )

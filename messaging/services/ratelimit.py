@@ -31,9 +31,10 @@ rest of the day from zero would let a capped identity send its whole cap again. 
 counter (identity hour and day, tenant day) is never created by an increment: when one is
 missing, the script takes nothing and says so, the counter is seeded (``SET NX``) from the
 send ledger — the emails of that identity or tenant created in that window, failed ones
-apart (texts have counters of their own, ``sms_capacity``) — and the call is made again. A new window costs one such count. (Sends whose
-capacity was taken just before the loss and whose ledger rows commit just after the count
-are the only ones not seen: a prepare transaction lasts milliseconds, a restart seconds.)
+apart (texts have counters of their own, ``sms_capacity``) — and the call is made again. A
+new window costs one such count. (Sends whose capacity was taken just before the loss and
+whose ledger rows commit just after the count are the only ones not seen: a prepare
+transaction lasts milliseconds, a restart seconds.)
 """
 
 import datetime as dt
